@@ -1,0 +1,5 @@
+"""anypod: run RunPod-style serverless handlers on machines you own."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,83 @@
+"""Endpoint declarations: from a handler path, ``--endpoint`` names, or an ``anypod.toml``.
+
+```toml
+[endpoints.whisper]
+handler = "examples/whisper/handler.py"
+workers = 1
+concurrency = 1
+execution_timeout_ms = 600000
+ttl_ms = 86400000
+max_attempts = 3
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from anypod import errors, submission
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    name: str
+    handler: str | None = None
+    workers: int = 1
+    concurrency: int = 1
+    defaults: submission.Defaults = submission.Defaults()
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise errors.ConfigError(
+            f"invalid endpoint name {name!r}: use letters, digits, '_', '-', '.' (max 64)"
+        )
+    return name
+
+
+def name_for_handler(spec: str) -> str:
+    """``examples/whisper/handler.py[:fn]`` → ``handler``; ``pkg.mod:fn`` → ``mod``."""
+    target = spec.split(":", 1)[0]
+    if target.endswith(".py"):
+        return check_name(Path(target).stem)
+    return check_name(target.rsplit(".", 1)[-1])
+
+
+def load_config(path: str | Path) -> list[Endpoint]:
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise errors.ConfigError(f"cannot read config {path}: {exc}") from exc
+    table = data.get("endpoints")
+    if not isinstance(table, dict) or not table:
+        raise errors.ConfigError(f"{path}: no [endpoints.NAME] tables")
+    return [_endpoint(check_name(name), spec, path) for name, spec in table.items()]
+
+
+_FIELDS = {"handler", "workers", "concurrency", "execution_timeout_ms", "ttl_ms", "max_attempts"}
+
+
+def _endpoint(name: str, spec: Any, path: str | Path) -> Endpoint:
+    if not isinstance(spec, dict):
+        raise errors.ConfigError(f"{path}: [endpoints.{name}] must be a table")
+    unknown = sorted(set(spec) - _FIELDS)
+    if unknown:
+        raise errors.ConfigError(f"{path}: endpoints.{name}: unknown key {unknown[0]!r}")
+    defaults = submission.Defaults(
+        execution_timeout_ms=int(spec.get("execution_timeout_ms", 600_000)),
+        ttl_ms=int(spec.get("ttl_ms", 86_400_000)),
+        max_attempts=int(spec.get("max_attempts", 3)),
+    )
+    return Endpoint(
+        name=name,
+        handler=spec.get("handler"),
+        workers=int(spec.get("workers", 1)),
+        concurrency=int(spec.get("concurrency", 1)),
+        defaults=defaults,
+    )

@@ -1,0 +1,88 @@
+"""The one exception tree of anypod. Standard library only; no HTTP status codes here.
+
+    AnypodError
+    ├── InvalidRequest          bad input from a client or worker (names the field)
+    │   └── PayloadTooLarge     a body over the endpoint's limit
+    ├── Unauthorized            missing or wrong API key / worker token
+    ├── NotFound
+    │   ├── EndpointNotFound
+    │   └── JobNotFound
+    ├── Conflict                the job is in a state that does not allow the operation
+    ├── StoreUnavailable        the database cannot be reached right now (retry later)
+    ├── SchemaMismatch          the database schema is not the one this version expects
+    ├── ConfigError             a settings or endpoint file is wrong
+    ├── HandlerLoadError        the worker could not load the user's handler
+    └── ClientError             the SDK got an error reply (carries status code and body)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AnypodError(Exception):
+    """An anypod error."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__doc__ or type(self).__name__)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidRequest(AnypodError):
+    """The request is malformed."""
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body is larger than allowed."""
+
+
+class Unauthorized(AnypodError):
+    """Missing or invalid credentials."""
+
+
+class NotFound(AnypodError):
+    """Not found."""
+
+
+class EndpointNotFound(NotFound):
+    """No such endpoint."""
+
+
+class JobNotFound(NotFound):
+    """No such job (it may have been purged after its retention window)."""
+
+
+class Conflict(AnypodError):
+    """The job's state does not allow this operation."""
+
+
+class StoreUnavailable(AnypodError):
+    """The job store is unavailable; retry shortly."""
+
+
+class SchemaMismatch(AnypodError):
+    """The database schema does not match this version of anypod."""
+
+
+class ConfigError(AnypodError):
+    """Invalid configuration."""
+
+
+class HandlerLoadError(AnypodError):
+    """The handler could not be loaded."""
+
+
+class ClientError(AnypodError):
+    """The server answered with an error."""
+
+    def __init__(self, message: str, *, status_code: int, body: Any = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body

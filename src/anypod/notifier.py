@@ -1,0 +1,81 @@
+"""Wake-ups for long-polls: ``job-take``, ``job-stop``, ``runsync``, ``status-sync``, ``stream``.
+
+A waiter starts listening BEFORE it checks the store, so a notification that lands between the
+check and the wait is never lost. The base class dispatches in process (SQLite); a PostgreSQL
+subclass also publishes through NOTIFY so waiters on other replicas wake too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+def queue_topic(endpoint: str) -> str:
+    return f"queue:{endpoint}"
+
+
+def job_topic(job_id: str) -> str:
+    return f"job:{job_id}"
+
+
+def stop_topic(worker_id: str) -> str:
+    return f"stop:{worker_id}"
+
+
+WEBHOOKS = "webhooks"
+
+
+class Listener:
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """True if woken, False on timeout. Re-arms for the next wait."""
+        if timeout <= 0 and not self._event.is_set():
+            return False
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        self._event.clear()
+        return True
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._listeners: dict[str, set[Listener]] = {}
+
+    @contextmanager
+    def listen(self, topic: str) -> Iterator[Listener]:
+        listener = Listener()
+        self._listeners.setdefault(topic, set()).add(listener)
+        try:
+            yield listener
+        finally:
+            group = self._listeners.get(topic)
+            if group is not None:
+                group.discard(listener)
+                if not group:
+                    del self._listeners[topic]
+
+    def notify(self, topic: str) -> None:
+        self.dispatch(topic)
+
+    def dispatch(self, topic: str) -> None:
+        """Wake this process's listeners on ``topic``."""
+        for listener in self._listeners.get(topic, ()):
+            listener.wake()
+
+    def listening(self, topic: str) -> bool:
+        return topic in self._listeners
+
+    async def start(self) -> None:
+        """Hook for notifiers with a connection of their own."""
+
+    async def stop(self) -> None:
+        """Hook for notifiers with a connection of their own."""

@@ -1,0 +1,285 @@
+"""The use cases, shared by every store and every HTTP replica.
+
+Client side: submit, wait, status, stream, cancel, retry, purge, health.
+Worker side: take, report, stream chunk, ping, stop signals.
+Long-polls wait on the :class:`notifier.Notifier`; nothing here polls the database on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from anypod import errors, jobs, notifier, submission, types
+from anypod.endpoints import Endpoint
+from anypod.store import Counts, Result, Store, WorkerInfo
+
+log = logging.getLogger(__name__)
+S = jobs.JobStatus
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Timing:
+    """Windows and hold times, in seconds unless named ``_ms``."""
+
+    run_retention_ms: int = 1_800_000
+    sync_retention_ms: int = 60_000
+    lease: float = 30.0
+    take_hold: float = 30.0
+    stop_hold: float = 30.0
+    ping_interval: float = 10.0
+    runsync_wait_ms: int = 90_000
+    max_wait_ms: int = 300_000
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EndpointHealth:
+    counts: Counts
+    idle_workers: int
+    running_workers: int
+    unhealthy_workers: int
+
+
+def new_job_id(sync: bool) -> str:
+    return f"sync-{uuid.uuid4()}" if sync else str(uuid.uuid4())
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class JobService:
+    def __init__(
+        self,
+        store: Store,
+        endpoints: Mapping[str, Endpoint],
+        *,
+        notify: notifier.Notifier | None = None,
+        timing: Timing = Timing(),
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[bool], str] = new_job_id,
+    ) -> None:
+        self.store = store
+        self.endpoints = dict(endpoints)
+        self.notifier = notify or notifier.Notifier()
+        self.timing = timing
+        self.clock = clock
+        self.new_id = new_id
+        self._stops: dict[str, set[str]] = {}
+        self._tokens: dict[str, str] = {}
+
+    def endpoint(self, name: str) -> Endpoint:
+        try:
+            return self.endpoints[name]
+        except KeyError:
+            raise errors.EndpointNotFound(f"no endpoint named {name!r}") from None
+
+    # --- client side -------------------------------------------------------------------------
+
+    async def submit(
+        self, endpoint: str, body: types.JSONDict, *, sync: bool = False, owner: str | None = None
+    ) -> jobs.Job:
+        ep = self.endpoint(endpoint)
+        retention = self.timing.sync_retention_ms if sync else self.timing.run_retention_ms
+        new = submission.parse(
+            body, job_id=self.new_id(sync), endpoint=endpoint, now=self.clock(),
+            retention_ms=retention, defaults=ep.defaults, owner=owner,
+        )
+        job = await self.store.submit(new)
+        self.notifier.notify(notifier.queue_topic(endpoint))
+        return job
+
+    async def get(self, endpoint: str, job_id: str) -> jobs.Job:
+        self.endpoint(endpoint)
+        job = await self.store.get(job_id)
+        if job is None or job.endpoint != endpoint:
+            raise errors.JobNotFound(f"no job {job_id!r} on endpoint {endpoint!r}")
+        return job
+
+    def wait_seconds(self, wait_ms: int | None, default_ms: int) -> float:
+        value = default_ms if wait_ms is None else wait_ms
+        return max(0, min(value, self.timing.max_wait_ms)) / 1000
+
+    async def wait_terminal(self, job: jobs.Job, timeout: float) -> jobs.Job:
+        """Hold until ``job`` is terminal or ``timeout`` seconds pass; return the latest state."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not job.terminal:
+            with self.notifier.listen(notifier.job_topic(job.id)) as listener:
+                job = await self.get(job.endpoint, job.id)
+                remaining = deadline - loop.time()
+                if job.terminal or remaining <= 0:
+                    break
+                await listener.wait(remaining)
+        return job
+
+    async def stream(
+        self, endpoint: str, job_id: str, timeout: float
+    ) -> tuple[jobs.Job, list[types.RawJSON]]:
+        """Drain the job's new stream chunks, holding up to ``timeout`` for the first one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            with self.notifier.listen(notifier.job_topic(job_id)) as listener:
+                job = await self.get(endpoint, job_id)
+                chunks = await self.store.drain_stream(job_id)
+                remaining = deadline - loop.time()
+                if chunks or job.terminal or remaining <= 0:
+                    return job, chunks
+                await listener.wait(remaining)
+
+    async def cancel(self, endpoint: str, job_id: str) -> jobs.Job:
+        before = await self.get(endpoint, job_id)
+        job = await self.store.cancel(job_id, self.clock())
+        if job is None:
+            raise errors.JobNotFound(f"no job {job_id!r} on endpoint {endpoint!r}")
+        if not before.terminal:
+            self._ended(before, job)
+        return job
+
+    async def retry(self, endpoint: str, job_id: str) -> jobs.Job:
+        before = await self.get(endpoint, job_id)
+        if before.status not in jobs.RETRYABLE:
+            raise errors.Conflict(
+                f"job {job_id} is {before.status.value}; only FAILED or TIMED_OUT jobs can be retried"
+            )
+        job = await self.store.retry(job_id, self.clock())
+        if job is None or job.status is not S.IN_QUEUE:
+            raise errors.Conflict(f"job {job_id} changed state; not retried")
+        self.notifier.notify(notifier.queue_topic(endpoint))
+        return job
+
+    async def purge_queue(self, endpoint: str) -> int:
+        self.endpoint(endpoint)
+        return await self.store.purge_queue(endpoint, self.clock())
+
+    async def health(self, endpoint: str) -> EndpointHealth:
+        self.endpoint(endpoint)
+        counts = await self.store.counts(endpoint)
+        seen = await self.store.workers(endpoint, self.clock() - 3 * self.timing.ping_interval)
+        running = sum(1 for w in seen if w.job_ids)
+        unhealthy = sum(1 for w in seen if w.unhealthy)
+        return EndpointHealth(
+            counts=counts, idle_workers=len(seen) - running - unhealthy,
+            running_workers=running, unhealthy_workers=unhealthy,
+        )
+
+    # --- worker side -------------------------------------------------------------------------
+
+    async def authenticate_worker(self, endpoint: str, token: str | None) -> None:
+        self.endpoint(endpoint)
+        if not token:
+            raise errors.Unauthorized("worker token required (Authorization header)")
+        digest = hash_token(token)
+        owner = self._tokens.get(digest)
+        if owner is None:
+            owner = await self.store.worker_token_endpoint(digest)
+            if owner is not None:
+                self._tokens[digest] = owner
+        if owner != endpoint:
+            raise errors.Unauthorized(f"invalid worker token for endpoint {endpoint!r}")
+
+    async def mint_worker_token(self, endpoint: str) -> str:
+        token = f"apw_{secrets.token_urlsafe(24)}"
+        await self.store.add_worker_token(endpoint, hash_token(token), self.clock())
+        return token
+
+    async def take(self, endpoint: str, worker_id: str, limit: int, hold: float) -> list[jobs.Job]:
+        """Claim up to ``limit`` jobs, holding the request up to ``hold`` seconds for one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + hold
+        while True:
+            with self.notifier.listen(notifier.queue_topic(endpoint)) as listener:
+                now = self.clock()
+                taken = await self.store.claim(
+                    endpoint, worker_id, limit, now, now + self.timing.lease
+                )
+                remaining = deadline - loop.time()
+                if taken or remaining <= 0:
+                    return taken
+                await listener.wait(remaining)
+
+    async def report(self, worker_id: str, job_id: str, body: Any) -> None:
+        """A worker's ``job-done`` post: progress (``status: IN_PROGRESS``) or the result."""
+        if not isinstance(body, dict):
+            raise errors.InvalidRequest("job-done body must be a JSON object", field="body")
+        if body.get("status") == S.IN_PROGRESS.value:
+            if await self.store.record_progress(job_id, orjson.dumps(body.get("output"))):
+                self.notifier.notify(notifier.job_topic(job_id))
+            return
+        error = body.get("error")
+        result = Result(
+            status=S.FAILED if error is not None else S.COMPLETED,
+            output=orjson.dumps(body["output"]) if "output" in body else None,
+            error=orjson.dumps(error) if error is not None else None,
+            stop_pod=bool(body.get("stopPod")),
+        )
+        job = await self.store.finish(job_id, result, self.clock())
+        if job is None:
+            log.info("dropped a late result from %s for finished job %s", worker_id, job_id)
+            return
+        self._notify_end(job)
+
+    async def stream_chunk(self, job_id: str, body: Any) -> None:
+        if not isinstance(body, dict):
+            raise errors.InvalidRequest("job-stream body must be a JSON object", field="body")
+        if await self.store.append_stream(job_id, orjson.dumps(body.get("output"))):
+            self.notifier.notify(notifier.job_topic(job_id))
+
+    async def ping(self, worker: WorkerInfo) -> None:
+        stale = await self.store.renew_leases(worker, self.clock() + self.timing.lease)
+        if stale:
+            self._request_stop(worker.id, stale)
+
+    async def stop_signals(self, worker_id: str, hold: float) -> list[str]:
+        with self.notifier.listen(notifier.stop_topic(worker_id)) as listener:
+            if not self._stops.get(worker_id):
+                await listener.wait(hold)
+        return sorted(self._stops.pop(worker_id, ()))
+
+    # --- shared bookkeeping ------------------------------------------------------------------
+
+    def _request_stop(self, worker_id: str, job_ids: list[str]) -> None:
+        self._stops.setdefault(worker_id, set()).update(job_ids)
+        self.notifier.notify(notifier.stop_topic(worker_id))
+
+    def _notify_end(self, job: jobs.Job) -> None:
+        self.notifier.notify(notifier.job_topic(job.id))
+        if job.webhook:
+            self.notifier.notify(notifier.WEBHOOKS)
+
+    def _ended(self, before: jobs.Job, after: jobs.Job) -> None:
+        """A job was ended by the server (cancel, timeout): wake waiters, stop its worker."""
+        self._notify_end(after)
+        if before.status is S.IN_PROGRESS and before.worker_id:
+            self._request_stop(before.worker_id, [before.id])
+
+    async def sweep(self, limit: int = 500) -> int:
+        """Apply timeouts, TTLs and lapsed leases; purge expired results. Returns jobs moved."""
+        now = self.clock()
+        moved = 0
+        for job in await self.store.overdue(now, limit):
+            applied = await self.store.apply_overdue(job.id, now)
+            if applied is None:
+                continue
+            after, outcome = applied
+            moved += 1
+            if outcome.requeue:
+                log.warning("job %s: worker %s lapsed; re-queued", job.id, job.worker_id)
+                self.notifier.notify(notifier.queue_topic(job.endpoint))
+                if job.worker_id:
+                    self._request_stop(job.worker_id, [job.id])
+            else:
+                log.warning("job %s: %s", job.id, outcome.error)
+                self._ended(job, after)
+        await self.store.purge_finished(now)
+        return moved

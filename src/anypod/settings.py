@@ -1,0 +1,90 @@
+"""Settings: the one place that reads the environment (``ANYPOD_*``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+
+from anypod import errors
+
+PREFIX = "ANYPOD_"
+MB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    database_url: str = "sqlite:///anypod.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    insecure: bool = False
+    api_keys: tuple[str, ...] = ()
+    run_max_bytes: int = 10 * MB
+    runsync_max_bytes: int = 20 * MB
+    result_max_bytes: int = 64 * MB
+    run_retention_ms: int = 1_800_000
+    sync_retention_ms: int = 60_000
+    lease_seconds: float = 30.0
+    ping_interval_seconds: float = 10.0
+    take_hold_seconds: float = 30.0
+    sweep_interval_seconds: float = 0.5
+    webhook_secret: str | None = None
+    webhook_allow_private: bool | None = None
+    log_level: str = "INFO"
+
+    @property
+    def loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
+
+    @property
+    def allow_private_webhooks(self) -> bool:
+        """Development mode (loopback) may call back to localhost; servers may not by default."""
+        if self.webhook_allow_private is not None:
+            return self.webhook_allow_private
+        return self.loopback
+
+    def check_exposure(self) -> str | None:
+        """Refuse an open server on a public address; return a warning in development mode."""
+        if self.api_keys:
+            return None
+        if not self.loopback and not self.insecure:
+            raise errors.ConfigError(
+                f"refusing to listen on {self.host} without API keys; set ANYPOD_API_KEYS "
+                "or pass --insecure"
+            )
+        return "no API keys configured: the API is open to anyone who can reach it"
+
+
+_CASTS = {bool: lambda v: v.lower() in ("1", "true", "yes", "on"), int: int, float: float}
+
+
+def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Defaults, then ``ANYPOD_<FIELD>`` variables, then explicit ``overrides`` (CLI flags)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field in dataclasses.fields(Settings):
+        raw = env.get(PREFIX + field.name.upper())
+        if raw is None:
+            continue
+        values[field.name] = _cast(field.name, field.type, raw)
+    if "ANYPOD_DATABASE_URL" in env:
+        values["database_url"] = env["ANYPOD_DATABASE_URL"]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _cast(name: str, kind: object, raw: str) -> object:
+    text = str(kind)
+    try:
+        if name == "api_keys":
+            return tuple(k.strip() for k in raw.split(",") if k.strip())
+        for py, cast in _CASTS.items():
+            if text.startswith(py.__name__):
+                return cast(raw)
+    except ValueError as exc:
+        raise errors.ConfigError(f"{PREFIX}{name.upper()}={raw!r}: {exc}") from exc
+    return raw

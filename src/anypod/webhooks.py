@@ -1,0 +1,107 @@
+"""Durable webhooks: the job row remembers a pending delivery until it succeeds or gives up.
+
+A finished job with a ``webhook`` gets POSTed its status object plus ``input`` (RunPod's
+envelope). Failures retry with a delay, up to ``attempts`` in all (RunPod: 3, 10 s apart). With
+a secret set, each delivery is signed: ``X-Anypod-Signature: t=<unix>,v1=<hex hmac-sha256 of
+"<t>.<body>">``. Private, loopback and link-local targets are refused unless allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import hmac
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from anypod import jobs, wire
+from anypod.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WebhookPolicy:
+    attempts: int = 3
+    retry_delay: float = 10.0
+    timeout: float = 10.0
+    secret: str | None = None
+    allow_private: bool = False
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+async def is_private_target(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0])
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved:
+            return True
+    return False
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        store: Store,
+        policy: WebhookPolicy,
+        *,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.client = client or httpx.AsyncClient(timeout=policy.timeout)
+        self.clock = clock
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def deliver_due(self, limit: int = 64) -> int:
+        now = self.clock()
+        due = await self.store.due_webhooks(now, limit, now + self.policy.timeout * 2)
+        await asyncio.gather(*(self._deliver(job) for job in due))
+        return len(due)
+
+    async def _deliver(self, job: jobs.Job) -> None:
+        assert job.webhook is not None
+        attempt = job.webhook_attempts + 1
+        delivered = await self._post(job, attempt)
+        retry_at = None
+        if not delivered and attempt < self.policy.attempts:
+            retry_at = self.clock() + self.policy.retry_delay
+        if not delivered and retry_at is None:
+            log.warning("webhook for job %s abandoned after %d attempts", job.id, attempt)
+        await self.store.webhook_done(job.id, delivered=delivered, retry_at=retry_at)
+
+    async def _post(self, job: jobs.Job, attempt: int) -> bool:
+        url = job.webhook or ""
+        if not self.policy.allow_private and await is_private_target(url):
+            log.warning("webhook for job %s refused: %s is a private address", job.id, url)
+            return False
+        body = orjson.dumps(wire.webhook_payload(job, self.clock()))
+        headers = {"Content-Type": "application/json", "X-Anypod-Job-Id": job.id,
+                   "X-Anypod-Delivery-Attempt": str(attempt)}
+        if self.policy.secret:
+            headers["X-Anypod-Signature"] = sign(self.policy.secret, int(self.clock()), body)
+        try:
+            reply = await self.client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            log.info("webhook for job %s failed (attempt %d): %s", job.id, attempt, exc)
+            return False
+        return reply.is_success
