@@ -12,7 +12,8 @@
     ├── SchemaMismatch          the database schema is not the one this version expects
     ├── ConfigError             a settings or endpoint file is wrong
     ├── HandlerLoadError        the worker could not load the user's handler
-    └── ClientError             the SDK got an error reply (carries status code and body)
+    ├── ClientError             the SDK got an error reply (carries status code and body)
+    └── Unreachable             the SDK could not reach the server
 """
 
 from __future__ import annotations
@@ -86,3 +87,7 @@ class ClientError(AnypodError):
         super().__init__(message)
         self.status_code = status_code
         self.body = body
+
+
+class Unreachable(AnypodError):
+    """The server could not be reached."""

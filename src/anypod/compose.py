@@ -1,0 +1,98 @@
+"""Assembling a running anypod from settings: store, service, API app, and embedded workers.
+
+``anypod serve`` = the API plus ``anypod worker`` processes on loopback (embedded mode);
+``anypod server`` = the API alone (``workers=0``). Both go through :func:`run_server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import uvicorn
+
+from anypod import store as stores
+from anypod.endpoints import Endpoint
+from anypod.http import create_app
+from anypod.service import JobService, Timing
+from anypod.settings import Settings
+from anypod.supervisor import Supervisor, WorkerSpec
+
+log = logging.getLogger("anypod")
+
+
+def timing(settings: Settings) -> Timing:
+    return Timing(
+        run_retention_ms=settings.run_retention_ms,
+        sync_retention_ms=settings.sync_retention_ms,
+        lease=settings.lease_seconds,
+        take_hold=settings.take_hold_seconds,
+        ping_interval=settings.ping_interval_seconds,
+    )
+
+
+def build_service(settings: Settings, endpoints: Sequence[Endpoint]) -> JobService:
+    embedded = settings.database_url.startswith("sqlite")
+    store = stores.from_url(settings.database_url, migrate=embedded)
+    return JobService(store, {e.name: e for e in endpoints}, timing=timing(settings))
+
+
+def local_url(settings: Settings, port: int) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{port}"
+
+
+async def _worker_specs(service: JobService, settings: Settings, port: int,
+                        endpoints: Sequence[Endpoint]) -> list[WorkerSpec]:
+    specs = []
+    for ep in endpoints:
+        if not ep.handler or ep.workers <= 0:
+            continue
+        token = await service.mint_worker_token(ep.name)
+        specs += [
+            WorkerSpec(worker_id=f"{ep.name}-{i + 1}", endpoint=ep.name, handler=ep.handler,
+                       token=token, server=local_url(settings, port), concurrency=ep.concurrency,
+                       ping_interval=settings.ping_interval_seconds)
+            for i in range(ep.workers)
+        ]
+    return specs
+
+
+async def run_server(settings: Settings, endpoints: Sequence[Endpoint]) -> None:
+    """Serve until SIGINT/SIGTERM, supervising embedded workers for endpoints with a handler."""
+    warning = settings.check_exposure()
+    if warning:
+        log.warning(warning)
+    service = build_service(settings, endpoints)
+    app = create_app(service, settings, manage_store=False)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, access_log=False,
+                            log_level=settings.log_level.lower(), timeout_keep_alive=75,
+                            lifespan="on")
+    server = uvicorn.Server(config)
+    await service.store.open()
+    supervisor = Supervisor([])
+    try:
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if server.started:
+            port = server.servers[0].sockets[0].getsockname()[1]
+            supervisor.specs = await _worker_specs(service, settings, port, endpoints)
+            await supervisor.start()
+            names = ", ".join(f"/v2/{e.name}" for e in endpoints)
+            print(f"anypod listening on {local_url(settings, port)}  endpoints: {names}",
+                  flush=True)
+        await serving
+    finally:
+        await supervisor.stop()
+        await service.store.close()
+
+
+def run(settings: Settings, endpoints: Sequence[Endpoint]) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(run_server(settings, endpoints))
+    except ImportError:
+        asyncio.run(run_server(settings, endpoints))
