@@ -19,11 +19,18 @@ from anypod import settings as settings_module
 from anypod import store as stores
 from anypod.service import JobService
 
-app = typer.Typer(help="Run RunPod-style serverless handlers on machines you own.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Run RunPod-style serverless handlers on machines you own.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
-Database = Annotated[str | None, typer.Option(
-    "--database", help="sqlite:///anypod.db or postgresql://... [env: ANYPOD_DATABASE_URL]")]
+Database = Annotated[
+    str | None,
+    typer.Option(
+        "--database", help="sqlite:///anypod.db or postgresql://... [env: ANYPOD_DATABASE_URL]"
+    ),
+]
 
 
 def _logging(level: str) -> None:
@@ -36,13 +43,21 @@ def _fail(exc: errors.AnypodError) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _endpoints(handler: str | None, names: list[str] | None, config: Path | None,
-               workers: int, concurrency: int) -> list[eps.Endpoint]:
+def _endpoints(
+    handler: str | None,
+    names: list[str] | None,
+    config: Path | None,
+    workers: int,
+    concurrency: int,
+) -> list[eps.Endpoint]:
     found = eps.load_config(config) if config else []
     if handler:
         name = names[0] if names else eps.name_for_handler(handler)
-        found.append(eps.Endpoint(name=eps.check_name(name), handler=handler, workers=workers,
-                                  concurrency=concurrency))
+        found.append(
+            eps.Endpoint(
+                name=eps.check_name(name), handler=handler, workers=workers, concurrency=concurrency
+            )
+        )
     elif names:
         found += [eps.Endpoint(name=eps.check_name(n), workers=0) for n in names]
     if not found:
@@ -52,8 +67,9 @@ def _endpoints(handler: str | None, names: list[str] | None, config: Path | None
 
 @app.command()
 def serve(
-    handler: Annotated[str | None, typer.Argument(
-        help="path/to/file.py[:function] or module:function")] = None,
+    handler: Annotated[
+        str | None, typer.Argument(help="path/to/file.py[:function] or module:function")
+    ] = None,
     endpoint: Annotated[list[str] | None, typer.Option(help="endpoint name(s)")] = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
@@ -67,8 +83,9 @@ def serve(
     from anypod import compose
 
     try:
-        settings = settings_module.from_env(host=host, port=port, database_url=database,
-                                            insecure=insecure or None)
+        settings = settings_module.from_env(
+            host=host, port=port, database_url=database, insecure=insecure or None
+        )
         _logging(settings.log_level)
         compose.run(settings, _endpoints(handler, endpoint, config, workers, concurrency))
     except errors.AnypodError as exc:
@@ -88,11 +105,13 @@ def server(
     from anypod import compose
 
     try:
-        settings = settings_module.from_env(host=host, port=port, database_url=database,
-                                            insecure=insecure or None)
+        settings = settings_module.from_env(
+            host=host, port=port, database_url=database, insecure=insecure or None
+        )
         _logging(settings.log_level)
-        found = [dataclasses.replace(e, workers=0)
-                 for e in _endpoints(None, endpoint, config, 0, 1)]
+        found = [
+            dataclasses.replace(e, workers=0) for e in _endpoints(None, endpoint, config, 0, 1)
+        ]
         compose.run(settings, found)
     except errors.AnypodError as exc:
         raise _fail(exc) from exc
@@ -103,8 +122,10 @@ def worker(
     handler: Annotated[str, typer.Argument(help="path/to/file.py[:function] or module:function")],
     server: Annotated[str, typer.Option(help="anypod base URL, e.g. http://127.0.0.1:8000")],
     endpoint: Annotated[str, typer.Option(help="endpoint name")],
-    token: Annotated[str, typer.Option(envvar="ANYPOD_WORKER_TOKEN",
-                                       help="worker token (from anypod worker-env)")],
+    token: Annotated[
+        str,
+        typer.Option(envvar="ANYPOD_WORKER_TOKEN", help="worker token (from anypod worker-env)"),
+    ],
     concurrency: Annotated[int, typer.Option(help="jobs at once")] = 1,
     worker_id: Annotated[str | None, typer.Option(help="default: host-random")] = None,
     ping_interval: Annotated[float, typer.Option(help="seconds between pings")] = 10.0,
@@ -115,9 +136,16 @@ def worker(
 
     _logging("INFO")
     wid = worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-    opts = WorkerOptions(server=server, endpoint=endpoint, token=token, handler=handler,
-                         worker_id=wid, concurrency=concurrency, ping_interval=ping_interval,
-                         gpu=gpu)
+    opts = WorkerOptions(
+        server=server,
+        endpoint=endpoint,
+        token=token,
+        handler=handler,
+        worker_id=wid,
+        concurrency=concurrency,
+        ping_interval=ping_interval,
+        gpu=gpu,
+    )
 
     async def main() -> None:
         w = Worker(opts)
@@ -132,8 +160,9 @@ def worker(
 @app.command("worker-env")
 def worker_env(
     endpoint: Annotated[str, typer.Option(help="endpoint the worker serves")],
-    server: Annotated[str, typer.Option(help="URL workers reach anypod at")] =
-        "http://127.0.0.1:8000",
+    server: Annotated[
+        str, typer.Option(help="URL workers reach anypod at")
+    ] = "http://127.0.0.1:8000",
     database: Database = None,
     worker_id: Annotated[str | None, typer.Option()] = None,
     gpu: Annotated[str, typer.Option(help="GPU label sent in URLs")] = "cpu",

@@ -47,7 +47,9 @@ class BaseClient:
         body.update({k: v for k, v in extra.items() if v is not None})
         return Call("POST", f"/{endpoint}/{op}", body=orjson.dumps(body))
 
-    def _runsync(self, endpoint: str, job_input: types.JSONDict, wait_ms: int, **extra: Any) -> Call:
+    def _runsync(
+        self, endpoint: str, job_input: types.JSONDict, wait_ms: int, **extra: Any
+    ) -> Call:
         call = self._submit(endpoint, "runsync", job_input, **extra)
         return dataclasses.replace(call, params={"wait": wait_ms}, hold=wait_ms / 1000)
 
@@ -66,8 +68,9 @@ class BaseClient:
             return Call("GET", f"/{endpoint}/job-take-batch/{worker_id}", params, hold=90)
         return Call("GET", f"/{endpoint}/job-take/{worker_id}", params, hold=90)
 
-    def _post_result(self, endpoint: str, op: str, worker_id: str, job_id: str,
-                     body: bytes, is_stream: bool) -> Call:
+    def _post_result(
+        self, endpoint: str, op: str, worker_id: str, job_id: str, body: bytes, is_stream: bool
+    ) -> Call:
         params = {"isStream": "true" if is_stream else "false"}
         return Call("POST", f"/{endpoint}/{op}/{worker_id}/{job_id}", params, body=body)
 
@@ -94,7 +97,8 @@ class BaseClient:
         raise errors.ClientError(
             f"{reply.request.method} {reply.request.url.path} -> {reply.status_code}: "
             f"{message or body}",
-            status_code=reply.status_code, body=body,
+            status_code=reply.status_code,
+            body=body,
         )
 
     def _timeout(self, call: Call) -> httpx.Timeout:
@@ -108,17 +112,28 @@ def _unreachable(call: Call, exc: httpx.TransportError) -> errors.Unreachable:
 class Client(BaseClient):
     """Blocking client. ``with Client(url, api_key) as c: c.runsync("ep", {...})``."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, raw_auth: bool = False,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        raw_auth: bool = False,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         super().__init__(base_url, api_key, raw_auth=raw_auth)
-        self._http = httpx.Client(base_url=self.base_url, headers=self.headers,
-                                  transport=transport, timeout=DEFAULT_TIMEOUT)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=self.headers,
+            transport=transport,
+            timeout=DEFAULT_TIMEOUT,
+        )
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -126,8 +141,13 @@ class Client(BaseClient):
 
     def send(self, call: Call) -> Any:
         try:
-            reply = self._http.request(call.method, call.path, params=call.params,
-                                       content=call.body, timeout=self._timeout(call))
+            reply = self._http.request(
+                call.method,
+                call.path,
+                params=call.params,
+                content=call.body,
+                timeout=self._timeout(call),
+            )
         except httpx.TransportError as exc:
             raise _unreachable(call, exc) from exc
         return self._read(reply)
@@ -137,8 +157,9 @@ class Client(BaseClient):
         result: types.JSONDict = self.send(self._submit(endpoint, "run", job_input, **extra))
         return result
 
-    def runsync(self, endpoint: str, job_input: types.JSONDict, *, wait_ms: int = 90_000,
-                **extra: Any) -> types.JSONDict:
+    def runsync(
+        self, endpoint: str, job_input: types.JSONDict, *, wait_ms: int = 90_000, **extra: Any
+    ) -> types.JSONDict:
         result: types.JSONDict = self.send(self._runsync(endpoint, job_input, wait_ms, **extra))
         return result
 
@@ -171,18 +192,29 @@ class Client(BaseClient):
 class AsyncClient(BaseClient):
     """Asyncio client with the client API and the worker protocol (as anypod's worker uses)."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, raw_auth: bool = False,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        raw_auth: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         super().__init__(base_url, api_key, raw_auth=raw_auth)
-        self._http = httpx.AsyncClient(base_url=self.base_url, headers=self.headers,
-                                       transport=transport, timeout=DEFAULT_TIMEOUT,
-                                       limits=httpx.Limits(max_keepalive_connections=64))
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=self.headers,
+            transport=transport,
+            timeout=DEFAULT_TIMEOUT,
+            limits=httpx.Limits(max_keepalive_connections=64),
+        )
 
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -190,8 +222,13 @@ class AsyncClient(BaseClient):
 
     async def send(self, call: Call) -> Any:
         try:
-            reply = await self._http.request(call.method, call.path, params=call.params,
-                                             content=call.body, timeout=self._timeout(call))
+            reply = await self._http.request(
+                call.method,
+                call.path,
+                params=call.params,
+                content=call.body,
+                timeout=self._timeout(call),
+            )
         except httpx.TransportError as exc:
             raise _unreachable(call, exc) from exc
         return self._read(reply)
@@ -200,14 +237,16 @@ class AsyncClient(BaseClient):
         result: types.JSONDict = await self.send(self._submit(endpoint, "run", job_input, **extra))
         return result
 
-    async def runsync(self, endpoint: str, job_input: types.JSONDict, *, wait_ms: int = 90_000,
-                      **extra: Any) -> types.JSONDict:
+    async def runsync(
+        self, endpoint: str, job_input: types.JSONDict, *, wait_ms: int = 90_000, **extra: Any
+    ) -> types.JSONDict:
         call = self._runsync(endpoint, job_input, wait_ms, **extra)
         result: types.JSONDict = await self.send(call)
         return result
 
-    async def status(self, endpoint: str, job_id: str, *,
-                     wait_ms: int | None = None) -> types.JSONDict:
+    async def status(
+        self, endpoint: str, job_id: str, *, wait_ms: int | None = None
+    ) -> types.JSONDict:
         op = "status" if wait_ms is None else "status-sync"
         result: types.JSONDict = await self.send(self._job(endpoint, op, job_id, wait_ms))
         return result
@@ -222,24 +261,26 @@ class AsyncClient(BaseClient):
 
     # --- worker protocol ---------------------------------------------------------------------
 
-    async def take(self, endpoint: str, worker_id: str, *, batch_size: int = 1,
-                   busy: bool = False) -> list[types.JSONDict]:
+    async def take(
+        self, endpoint: str, worker_id: str, *, batch_size: int = 1, busy: bool = False
+    ) -> list[types.JSONDict]:
         """Long-poll for jobs; [] when the server held the request and none came."""
         body = await self.send(self._take(endpoint, worker_id, batch_size, busy))
         if body is None:
             return []
         return body if isinstance(body, list) else [body]
 
-    async def done(self, endpoint: str, worker_id: str, job_id: str, body: bytes, *,
-                   is_stream: bool = False) -> None:
-        await self.send(self._post_result(endpoint, "job-done", worker_id, job_id, body,
-                                          is_stream))
+    async def done(
+        self, endpoint: str, worker_id: str, job_id: str, body: bytes, *, is_stream: bool = False
+    ) -> None:
+        await self.send(self._post_result(endpoint, "job-done", worker_id, job_id, body, is_stream))
 
     async def stream_chunk(self, endpoint: str, worker_id: str, job_id: str, body: bytes) -> None:
         await self.send(self._post_result(endpoint, "job-stream", worker_id, job_id, body, False))
 
-    async def ping(self, endpoint: str, worker_id: str, job_ids: list[str], *,
-                   gpu: str | None = None) -> None:
+    async def ping(
+        self, endpoint: str, worker_id: str, job_ids: list[str], *, gpu: str | None = None
+    ) -> None:
         await self.send(self._ping(endpoint, worker_id, job_ids, gpu))
 
     async def stops(self, endpoint: str, worker_id: str) -> list[str]:

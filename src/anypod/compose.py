@@ -43,17 +43,24 @@ def local_url(settings: Settings, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-async def _worker_specs(service: JobService, settings: Settings, port: int,
-                        endpoints: Sequence[Endpoint]) -> list[WorkerSpec]:
+async def _worker_specs(
+    service: JobService, settings: Settings, port: int, endpoints: Sequence[Endpoint]
+) -> list[WorkerSpec]:
     specs = []
     for ep in endpoints:
         if not ep.handler or ep.workers <= 0:
             continue
         token = await service.mint_worker_token(ep.name)
         specs += [
-            WorkerSpec(worker_id=f"{ep.name}-{i + 1}", endpoint=ep.name, handler=ep.handler,
-                       token=token, server=local_url(settings, port), concurrency=ep.concurrency,
-                       ping_interval=settings.ping_interval_seconds)
+            WorkerSpec(
+                worker_id=f"{ep.name}-{i + 1}",
+                endpoint=ep.name,
+                handler=ep.handler,
+                token=token,
+                server=local_url(settings, port),
+                concurrency=ep.concurrency,
+                ping_interval=settings.ping_interval_seconds,
+            )
             for i in range(ep.workers)
         ]
     return specs
@@ -66,9 +73,15 @@ async def run_server(settings: Settings, endpoints: Sequence[Endpoint]) -> None:
         log.warning(warning)
     service = build_service(settings, endpoints)
     app = create_app(service, settings, manage_store=False)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, access_log=False,
-                            log_level=settings.log_level.lower(), timeout_keep_alive=75,
-                            lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_keep_alive=75,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     await service.store.open()
     supervisor = Supervisor([])
@@ -81,8 +94,9 @@ async def run_server(settings: Settings, endpoints: Sequence[Endpoint]) -> None:
             supervisor.specs = await _worker_specs(service, settings, port, endpoints)
             await supervisor.start()
             names = ", ".join(f"/v2/{e.name}" for e in endpoints)
-            print(f"anypod listening on {local_url(settings, port)}  endpoints: {names}",
-                  flush=True)
+            print(
+                f"anypod listening on {local_url(settings, port)}  endpoints: {names}", flush=True
+            )
         await serving
     finally:
         await supervisor.stop()

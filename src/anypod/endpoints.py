@@ -30,7 +30,7 @@ class Endpoint:
     handler: str | None = None
     workers: int = 1
     concurrency: int = 1
-    defaults: submission.Defaults = submission.Defaults()
+    defaults: submission.Defaults = dataclasses.field(default_factory=submission.Defaults)
 
 
 def check_name(name: str) -> str:

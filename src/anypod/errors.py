@@ -1,19 +1,19 @@
 """The one exception tree of anypod. Standard library only; no HTTP status codes here.
 
-    AnypodError
-    ├── InvalidRequest          bad input from a client or worker (names the field)
-    │   └── PayloadTooLarge     a body over the endpoint's limit
-    ├── Unauthorized            missing or wrong API key / worker token
-    ├── NotFound
-    │   ├── EndpointNotFound
-    │   └── JobNotFound
-    ├── Conflict                the job is in a state that does not allow the operation
-    ├── StoreUnavailable        the database cannot be reached right now (retry later)
-    ├── SchemaMismatch          the database schema is not the one this version expects
-    ├── ConfigError             a settings or endpoint file is wrong
-    ├── HandlerLoadError        the worker could not load the user's handler
-    ├── ClientError             the SDK got an error reply (carries status code and body)
-    └── Unreachable             the SDK could not reach the server
+AnypodError
+├── InvalidRequest          bad input from a client or worker (names the field)
+│   └── PayloadTooLarge     a body over the endpoint's limit
+├── Unauthorized            missing or wrong API key / worker token
+├── NotFound
+│   ├── EndpointNotFound
+│   └── JobNotFound
+├── Conflict                the job is in a state that does not allow the operation
+├── StoreUnavailable        the database cannot be reached right now (retry later)
+├── SchemaMismatch          the database schema is not the one this version expects
+├── ConfigError             a settings or endpoint file is wrong
+├── HandlerLoadError        the worker could not load the user's handler
+├── ClientError             the SDK got an error reply (carries status code and body)
+└── Unreachable             the SDK could not reach the server
 """
 
 from __future__ import annotations

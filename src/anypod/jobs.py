@@ -28,12 +28,22 @@ RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT})
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.IN_QUEUE: frozenset(
-        {JobStatus.IN_PROGRESS, JobStatus.CANCELLED, JobStatus.TIMED_OUT, JobStatus.COMPLETED,
-         JobStatus.FAILED}
+        {
+            JobStatus.IN_PROGRESS,
+            JobStatus.CANCELLED,
+            JobStatus.TIMED_OUT,
+            JobStatus.COMPLETED,
+            JobStatus.FAILED,
+        }
     ),
     JobStatus.IN_PROGRESS: frozenset(
-        {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED,
-         JobStatus.IN_QUEUE}
+        {
+            JobStatus.COMPLETED,
+            JobStatus.FAILED,
+            JobStatus.TIMED_OUT,
+            JobStatus.CANCELLED,
+            JobStatus.IN_QUEUE,
+        }
     ),
     JobStatus.FAILED: frozenset({JobStatus.IN_QUEUE}),
     JobStatus.TIMED_OUT: frozenset({JobStatus.IN_QUEUE}),

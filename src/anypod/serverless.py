@@ -29,7 +29,8 @@ def start(config: dict[str, Any]) -> None:
     path = Path(inspect.getfile(handler)).resolve()
     spec = f"{path}:{handler.__name__}"
     name = endpoints.name_for_handler(str(path))
-    found = settings.from_env(host=os.environ.get("API_HOST"),
-                              port=int(os.environ["API_PORT"]) if "API_PORT" in os.environ
-                              else None)
+    found = settings.from_env(
+        host=os.environ.get("API_HOST"),
+        port=int(os.environ["API_PORT"]) if "API_PORT" in os.environ else None,
+    )
     compose.run(found, [endpoints.Endpoint(name=name, handler=spec)])

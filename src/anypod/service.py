@@ -91,8 +91,13 @@ class JobService:
         ep = self.endpoint(endpoint)
         retention = self.timing.sync_retention_ms if sync else self.timing.run_retention_ms
         new = submission.parse(
-            body, job_id=self.new_id(sync), endpoint=endpoint, now=self.clock(),
-            retention_ms=retention, defaults=ep.defaults, owner=owner,
+            body,
+            job_id=self.new_id(sync),
+            endpoint=endpoint,
+            now=self.clock(),
+            retention_ms=retention,
+            defaults=ep.defaults,
+            owner=owner,
         )
         job = await self.store.submit(new)
         self.notifier.notify(notifier.queue_topic(endpoint))
@@ -150,7 +155,8 @@ class JobService:
         before = await self.get(endpoint, job_id)
         if before.status not in jobs.RETRYABLE:
             raise errors.Conflict(
-                f"job {job_id} is {before.status.value}; only FAILED or TIMED_OUT jobs can be retried"
+                f"job {job_id} is {before.status.value}; "
+                "only FAILED or TIMED_OUT jobs can be retried"
             )
         job = await self.store.retry(job_id, self.clock())
         if job is None or job.status is not S.IN_QUEUE:
@@ -169,8 +175,10 @@ class JobService:
         running = sum(1 for w in seen if w.job_ids)
         unhealthy = sum(1 for w in seen if w.unhealthy)
         return EndpointHealth(
-            counts=counts, idle_workers=len(seen) - running - unhealthy,
-            running_workers=running, unhealthy_workers=unhealthy,
+            counts=counts,
+            idle_workers=len(seen) - running - unhealthy,
+            running_workers=running,
+            unhealthy_workers=unhealthy,
         )
 
     # --- worker side -------------------------------------------------------------------------

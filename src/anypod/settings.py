@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from anypod import errors
 
@@ -59,7 +59,11 @@ class Settings:
         return "no API keys configured: the API is open to anyone who can reach it"
 
 
-_CASTS = {bool: lambda v: v.lower() in ("1", "true", "yes", "on"), int: int, float: float}
+_CASTS: dict[str, Callable[[str], object]] = {
+    "bool": lambda v: v.lower() in ("1", "true", "yes", "on"),
+    "int": int,
+    "float": float,
+}
 
 
 def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -82,8 +86,8 @@ def _cast(name: str, kind: object, raw: str) -> object:
     try:
         if name == "api_keys":
             return tuple(k.strip() for k in raw.split(",") if k.strip())
-        for py, cast in _CASTS.items():
-            if text.startswith(py.__name__):
+        for prefix, cast in _CASTS.items():
+            if text.startswith(prefix):
                 return cast(raw)
     except ValueError as exc:
         raise errors.ConfigError(f"{PREFIX}{name.upper()}={raw!r}: {exc}") from exc

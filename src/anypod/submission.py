@@ -97,7 +97,9 @@ def parse_policy(value: Any, defaults: Defaults) -> jobs.Policy:
         raise errors.InvalidRequest("must be true or false", field="policy.lowPriority")
     return jobs.Policy(
         execution_timeout_ms=_milliseconds(
-            value, "executionTimeout", defaults.execution_timeout_ms,
+            value,
+            "executionTimeout",
+            defaults.execution_timeout_ms,
             jobs.MIN_EXECUTION_TIMEOUT_MS,
         ),
         ttl_ms=_milliseconds(value, "ttl", defaults.ttl_ms, jobs.MIN_TTL_MS),
@@ -110,7 +112,9 @@ def _milliseconds(policy: types.JSONDict, key: str, default: int, minimum: int) 
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise errors.InvalidRequest("must be an integer number of milliseconds", field=f"policy.{key}")
+        raise errors.InvalidRequest(
+            "must be an integer number of milliseconds", field=f"policy.{key}"
+        )
     if not minimum <= value <= jobs.MAX_POLICY_MS:
         raise errors.InvalidRequest(
             f"must be between {minimum} and {jobs.MAX_POLICY_MS} ms, got {value}",

@@ -23,10 +23,23 @@ class WorkerSpec:
     ping_interval: float = 10.0
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "anypod", "worker", self.handler, "--server", self.server,
-                "--endpoint", self.endpoint, "--worker-id", self.worker_id,
-                "--concurrency", str(self.concurrency),
-                "--ping-interval", str(self.ping_interval)]
+        return [
+            sys.executable,
+            "-m",
+            "anypod",
+            "worker",
+            self.handler,
+            "--server",
+            self.server,
+            "--endpoint",
+            self.endpoint,
+            "--worker-id",
+            self.worker_id,
+            "--concurrency",
+            str(self.concurrency),
+            "--ping-interval",
+            str(self.ping_interval),
+        ]
 
 
 class Supervisor:
@@ -37,23 +50,27 @@ class Supervisor:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
+    def stopping(self) -> bool:
+        return self._stopping
+
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._keep(spec)) for spec in self.specs]
 
     async def _keep(self, spec: WorkerSpec) -> None:
         backoff = 0.5
-        while not self._stopping:
+        while not self.stopping():
             env = {**os.environ, "ANYPOD_WORKER_TOKEN": spec.token}
             proc = await asyncio.create_subprocess_exec(*spec.command(), env=env)
             self.processes[spec.worker_id] = proc
             started = asyncio.get_running_loop().time()
             code = await proc.wait()
-            if self._stopping:
+            if self.stopping():
                 return
             lived = asyncio.get_running_loop().time() - started
             backoff = 0.5 if lived > 30 else min(backoff * 2, 30)
-            log.warning("worker %s exited with %s; restarting in %.1f s", spec.worker_id, code,
-                        backoff)
+            log.warning(
+                "worker %s exited with %s; restarting in %.1f s", spec.worker_id, code, backoff
+            )
             await asyncio.sleep(backoff)
 
     async def stop(self) -> None:

@@ -95,8 +95,11 @@ class WebhookSender:
             log.warning("webhook for job %s refused: %s is a private address", job.id, url)
             return False
         body = orjson.dumps(wire.webhook_payload(job, self.clock()))
-        headers = {"Content-Type": "application/json", "X-Anypod-Job-Id": job.id,
-                   "X-Anypod-Delivery-Attempt": str(attempt)}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Anypod-Job-Id": job.id,
+            "X-Anypod-Delivery-Attempt": str(attempt),
+        }
         if self.policy.secret:
             headers["X-Anypod-Signature"] = sign(self.policy.secret, int(self.clock()), body)
         try:

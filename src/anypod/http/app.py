@@ -22,8 +22,9 @@ def create_app(service: JobService, settings: Settings, *, manage_store: bool = 
     """The API. With ``manage_store`` the app opens and closes the store in its lifespan."""
     sender = WebhookSender(
         service.store,
-        WebhookPolicy(secret=settings.webhook_secret,
-                      allow_private=settings.allow_private_webhooks),
+        WebhookPolicy(
+            secret=settings.webhook_secret, allow_private=settings.allow_private_webhooks
+        ),
         clock=service.clock,
     )
     sweeper = Sweeper(service, sender, interval=settings.sweep_interval_seconds)
@@ -42,8 +43,12 @@ def create_app(service: JobService, settings: Settings, *, manage_store: bool = 
             if manage_store:
                 await service.store.close()
 
-    app = FastAPI(title="anypod", version=__version__, lifespan=lifespan,
-                  description="RunPod-compatible serverless job API on your own machines.")
+    app = FastAPI(
+        title="anypod",
+        version=__version__,
+        lifespan=lifespan,
+        description="RunPod-compatible serverless job API on your own machines.",
+    )
     app.state.service = service
     app.state.settings = settings
     errors.install(app)

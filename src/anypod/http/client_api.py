@@ -29,8 +29,12 @@ def require_key(request: Request) -> None:
         raise errors.Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
 
 
-router = APIRouter(prefix="/v2/{endpoint}", tags=["client"], dependencies=[Depends(require_key)],
-                   responses=schemas.ERRORS)
+router = APIRouter(
+    prefix="/v2/{endpoint}",
+    tags=["client"],
+    dependencies=[Depends(require_key)],
+    responses=schemas.ERRORS,
+)
 
 
 def get_and_post(path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
@@ -38,15 +42,23 @@ def get_and_post(path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
 
     def register(fn: Endpoint) -> Endpoint:
         for method in ("GET", "POST"):
-            router.add_api_route(path, fn, methods=[method],
-                                 operation_id=f"{fn.__name__}_{method.lower()}", **options)
+            router.add_api_route(
+                path,
+                fn,
+                methods=[method],
+                operation_id=f"{fn.__name__}_{method.lower()}",
+                **options,
+            )
         return fn
 
     return register
 
 
-@router.post("/run", response_model=schemas.JobAccepted,
-             openapi_extra=schemas.request_body(schemas.RunRequest))
+@router.post(
+    "/run",
+    response_model=schemas.JobAccepted,
+    openapi_extra=schemas.request_body(schemas.RunRequest),
+)
 async def run(request: Request, endpoint: str) -> Response:
     """Queue a job; returns its id at once."""
     svc, settings = service(request), request.app.state.settings
@@ -55,8 +67,11 @@ async def run(request: Request, endpoint: str) -> Response:
     return json_response({"id": job.id, "status": job.status.value})
 
 
-@router.post("/runsync", response_model=schemas.StatusObject,
-             openapi_extra=schemas.request_body(schemas.RunRequest))
+@router.post(
+    "/runsync",
+    response_model=schemas.StatusObject,
+    openapi_extra=schemas.request_body(schemas.RunRequest),
+)
 async def runsync(request: Request, endpoint: str) -> Response:
     """Queue a job and hold the request until it finishes or ``wait`` ms (default 90 s) pass."""
     svc, settings = service(request), request.app.state.settings
@@ -118,10 +133,21 @@ async def purge_queue(request: Request, endpoint: str) -> Response:
 async def endpoint_health(request: Request, endpoint: str) -> Response:
     h = await service(request).health(endpoint)
     c = h.counts
-    return json_response({
-        "jobs": {"completed": c.completed, "failed": c.failed, "inProgress": c.in_progress,
-                 "inQueue": c.in_queue, "retried": c.retried, "cancelled": c.cancelled,
-                 "timedOut": c.timed_out},
-        "workers": {"idle": h.idle_workers, "running": h.running_workers,
-                    "unhealthy": h.unhealthy_workers},
-    })
+    return json_response(
+        {
+            "jobs": {
+                "completed": c.completed,
+                "failed": c.failed,
+                "inProgress": c.in_progress,
+                "inQueue": c.in_queue,
+                "retried": c.retried,
+                "cancelled": c.cancelled,
+                "timedOut": c.timed_out,
+            },
+            "workers": {
+                "idle": h.idle_workers,
+                "running": h.running_workers,
+                "unhealthy": h.unhealthy_workers,
+            },
+        }
+    )

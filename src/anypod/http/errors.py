@@ -28,7 +28,7 @@ STATUS_CODES: dict[type[errors.AnypodError], int] = {
 def status_for(exc: errors.AnypodError) -> int:
     for kind in type(exc).__mro__:
         if kind in STATUS_CODES:
-            return STATUS_CODES[kind]  # type: ignore[index]
+            return STATUS_CODES[kind]
     return 500
 
 

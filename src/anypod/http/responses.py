@@ -13,7 +13,9 @@ def json_response(
     body: Any, *, status_code: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     return Response(
-        orjson.dumps(body), status_code=status_code, headers=headers,
+        orjson.dumps(body),
+        status_code=status_code,
+        headers=headers,
         media_type="application/json",
     )
 

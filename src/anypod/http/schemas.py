@@ -31,7 +31,9 @@ class JobAccepted(BaseModel):
 
 class StatusObject(BaseModel):
     id: str
-    status: str = Field(..., description="IN_QUEUE IN_PROGRESS COMPLETED FAILED CANCELLED TIMED_OUT")
+    status: str = Field(
+        ..., description="IN_QUEUE IN_PROGRESS COMPLETED FAILED CANCELLED TIMED_OUT"
+    )
     delayTime: int | None = Field(None, description="ms queued before a worker took it")
     executionTime: int | None = Field(None, description="ms of execution")
     workerId: str | None = None

@@ -22,8 +22,9 @@ async def require_worker_token(request: Request, endpoint: str) -> None:
     await service(request).authenticate_worker(endpoint, rq.credential(request))
 
 
-router = APIRouter(prefix="/v2/{endpoint}", tags=["worker protocol"],
-                   dependencies=[Depends(require_worker_token)])
+router = APIRouter(
+    prefix="/v2/{endpoint}", tags=["worker protocol"], dependencies=[Depends(require_worker_token)]
+)
 
 
 def _hold(request: Request) -> float:
@@ -74,10 +75,17 @@ async def ping(request: Request, endpoint: str, worker_id: str) -> Response:
     if q.get("status") == "unhealthy":
         unhealthy = f"{q.get('check', '?')}: {q.get('reason', '')}"[:300]
     svc = service(request)
-    await svc.ping(WorkerInfo(
-        id=worker_id, endpoint=endpoint, last_seen=svc.clock(), job_ids=ids,
-        gpu=q.get("gpu"), version=q.get("runpod_version"), unhealthy=unhealthy,
-    ))
+    await svc.ping(
+        WorkerInfo(
+            id=worker_id,
+            endpoint=endpoint,
+            last_seen=svc.clock(),
+            job_ids=ids,
+            gpu=q.get("gpu"),
+            version=q.get("runpod_version"),
+            unhealthy=unhealthy,
+        )
+    )
     return json_response({"ok": True})
 
 

@@ -143,9 +143,7 @@ class Store(abc.ABC):
         """Return and remove the chunks not yet returned, oldest first."""
 
     @abc.abstractmethod
-    async def renew_leases(
-        self, worker: WorkerInfo, lease_until: float
-    ) -> list[str]:
+    async def renew_leases(self, worker: WorkerInfo, lease_until: float) -> list[str]:
         """Record a ping. Extend the leases of the worker's listed IN_PROGRESS jobs.
 
         Returns the listed ids the worker should stop: jobs that are terminal, unknown, or now

@@ -23,14 +23,26 @@ ACTIVE = "('IN_QUEUE', 'IN_PROGRESS')"
 
 def row_to_job(row: Sequence[Any]) -> jobs.Job:
     return jobs.Job(
-        id=row[1], endpoint=row[2], status=S(row[3]), input=row[4], output=row[5],
-        error=row[6], webhook=row[7], s3_config=row[8],
-        policy=jobs.Policy(
-            execution_timeout_ms=row[9], ttl_ms=row[10], low_priority=bool(row[11])
-        ),
-        owner=row[12], worker_id=row[13], attempts=row[14], max_attempts=row[15],
-        retention_ms=row[16], created_at=row[17], expires_at=row[18], started_at=row[19],
-        finished_at=row[20], lease_expires_at=row[21], stop_pod=bool(row[22]),
+        id=row[1],
+        endpoint=row[2],
+        status=S(row[3]),
+        input=row[4],
+        output=row[5],
+        error=row[6],
+        webhook=row[7],
+        s3_config=row[8],
+        policy=jobs.Policy(execution_timeout_ms=row[9], ttl_ms=row[10], low_priority=bool(row[11])),
+        owner=row[12],
+        worker_id=row[13],
+        attempts=row[14],
+        max_attempts=row[15],
+        retention_ms=row[16],
+        created_at=row[17],
+        expires_at=row[18],
+        started_at=row[19],
+        finished_at=row[20],
+        lease_expires_at=row[21],
+        stop_pod=bool(row[22]),
         webhook_attempts=row[23],
     )
 
@@ -49,8 +61,7 @@ def _end(
         f" purge_at = ? + retention_ms / 1000.0, stop_pod = ?, lease_expires_at = NULL,"
         f" webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END,"
         f" webhook_next_at = ? WHERE id = ? AND status IN {allowed} RETURNING {COLUMNS}",
-        (result.status.value, result.output, result.error, now, now, result.stop_pod, now,
-         job_id),
+        (result.status.value, result.output, result.error, now, now, result.stop_pod, now, job_id),
     ).fetchone()
     return row_to_job(row) if row else None
 
@@ -99,15 +110,36 @@ class SQLiteStore(base.Store):
                 " execution_timeout_ms, ttl_ms, low_priority, retention_ms, owner, max_attempts,"
                 " created_at, expires_at) VALUES (?, ?, 'IN_QUEUE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
                 " ?, ?)",
-                (new.id, new.endpoint, new.priority, new.input, new.webhook, new.s3_config,
-                 new.policy.execution_timeout_ms, new.policy.ttl_ms, new.policy.low_priority,
-                 new.retention_ms, new.owner, new.max_attempts, new.created_at, new.expires_at),
+                (
+                    new.id,
+                    new.endpoint,
+                    new.priority,
+                    new.input,
+                    new.webhook,
+                    new.s3_config,
+                    new.policy.execution_timeout_ms,
+                    new.policy.ttl_ms,
+                    new.policy.low_priority,
+                    new.retention_ms,
+                    new.owner,
+                    new.max_attempts,
+                    new.created_at,
+                    new.expires_at,
+                ),
             )
             return jobs.Job(
-                id=new.id, endpoint=new.endpoint, status=S.IN_QUEUE, input=new.input,
-                webhook=new.webhook, s3_config=new.s3_config, policy=new.policy,
-                owner=new.owner, max_attempts=new.max_attempts, retention_ms=new.retention_ms,
-                created_at=new.created_at, expires_at=new.expires_at,
+                id=new.id,
+                endpoint=new.endpoint,
+                status=S.IN_QUEUE,
+                input=new.input,
+                webhook=new.webhook,
+                s3_config=new.s3_config,
+                policy=new.policy,
+                owner=new.owner,
+                max_attempts=new.max_attempts,
+                retention_ms=new.retention_ms,
+                created_at=new.created_at,
+                expires_at=new.expires_at,
             )
 
         try:
@@ -119,9 +151,13 @@ class SQLiteStore(base.Store):
         return await self._db.run(lambda conn: _get(conn, job_id))
 
     async def list_jobs(self, query: base.JobQuery) -> list[jobs.Job]:
-        clauses, params = [], []
-        for column, value in (("endpoint", query.endpoint), ("owner", query.owner),
-                              ("status", query.status.value if query.status else None)):
+        clauses: list[str] = []
+        params: list[object] = []
+        for column, value in (
+            ("endpoint", query.endpoint),
+            ("owner", query.owner),
+            ("status", query.status.value if query.status else None),
+        ):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
@@ -140,13 +176,17 @@ class SQLiteStore(base.Store):
         def count(conn: sqlite3.Connection) -> base.Counts:
             rows = conn.execute(
                 "SELECT status, COUNT(*), SUM(attempts > 1) FROM jobs WHERE endpoint = ?"
-                " GROUP BY status", (endpoint,),
+                " GROUP BY status",
+                (endpoint,),
             ).fetchall()
             by = {status: n for status, n, _ in rows}
             return base.Counts(
-                in_queue=by.get("IN_QUEUE", 0), in_progress=by.get("IN_PROGRESS", 0),
-                completed=by.get("COMPLETED", 0), failed=by.get("FAILED", 0),
-                cancelled=by.get("CANCELLED", 0), timed_out=by.get("TIMED_OUT", 0),
+                in_queue=by.get("IN_QUEUE", 0),
+                in_progress=by.get("IN_PROGRESS", 0),
+                completed=by.get("COMPLETED", 0),
+                failed=by.get("FAILED", 0),
+                cancelled=by.get("CANCELLED", 0),
+                timed_out=by.get("TIMED_OUT", 0),
                 retried=sum(r or 0 for _, _, r in rows),
             )
 
@@ -227,7 +267,8 @@ class SQLiteStore(base.Store):
         def append(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
                 "UPDATE jobs SET stream_seq = stream_seq + 1 WHERE id = ? AND status IN"
-                f" {ACTIVE} RETURNING stream_seq", (job_id,),
+                f" {ACTIVE} RETURNING stream_seq",
+                (job_id,),
             ).fetchone()
             if row is None:
                 return False
@@ -260,9 +301,11 @@ class SQLiteStore(base.Store):
                 (lease_until, *worker.job_ids, worker.id),
             )
             mine = {
-                r[0] for r in conn.execute(
+                r[0]
+                for r in conn.execute(
                     f"SELECT id FROM jobs WHERE id IN ({marks}) AND worker_id = ?"
-                    " AND status = 'IN_PROGRESS'", (*worker.job_ids, worker.id),
+                    " AND status = 'IN_PROGRESS'",
+                    (*worker.job_ids, worker.id),
                 )
             }
             return [j for j in worker.job_ids if j not in mine]
@@ -271,16 +314,24 @@ class SQLiteStore(base.Store):
 
     async def workers(self, endpoint: str | None, seen_since: float) -> list[base.WorkerInfo]:
         def select(conn: sqlite3.Connection) -> list[base.WorkerInfo]:
-            sql = ("SELECT id, endpoint, last_seen, job_ids, gpu, version, unhealthy FROM workers"
-                   " WHERE last_seen >= ?")
+            sql = (
+                "SELECT id, endpoint, last_seen, job_ids, gpu, version, unhealthy FROM workers"
+                " WHERE last_seen >= ?"
+            )
             params: tuple[Any, ...] = (seen_since,)
             if endpoint is not None:
                 sql += " AND endpoint = ?"
                 params += (endpoint,)
             return [
-                base.WorkerInfo(id=r[0], endpoint=r[1], last_seen=r[2],
-                                job_ids=tuple(filter(None, r[3].split(","))), gpu=r[4],
-                                version=r[5], unhealthy=r[6])
+                base.WorkerInfo(
+                    id=r[0],
+                    endpoint=r[1],
+                    last_seen=r[2],
+                    job_ids=tuple(filter(None, r[3].split(","))),
+                    gpu=r[4],
+                    version=r[5],
+                    unhealthy=r[6],
+                )
                 for r in conn.execute(sql, params)
             ]
 
@@ -291,18 +342,19 @@ class SQLiteStore(base.Store):
     async def overdue(self, now: float, limit: int) -> list[jobs.Job]:
         def select(conn: sqlite3.Connection) -> list[jobs.Job]:
             rows = conn.execute(
-                f"SELECT {COLUMNS} FROM jobs WHERE status = 'IN_PROGRESS' AND lease_expires_at <= ?1"
-                f" UNION SELECT {COLUMNS} FROM jobs WHERE status = 'IN_PROGRESS' AND deadline_at <= ?1"
+                f"SELECT {COLUMNS} FROM jobs WHERE status = 'IN_PROGRESS'"
+                f" AND lease_expires_at <= ?1"
+                f" UNION SELECT {COLUMNS} FROM jobs WHERE status = 'IN_PROGRESS'"
+                f" AND deadline_at <= ?1"
                 f" UNION SELECT {COLUMNS} FROM jobs WHERE status IN {ACTIVE} AND expires_at <= ?1"
-                " LIMIT ?2", (now, limit),
+                " LIMIT ?2",
+                (now, limit),
             ).fetchall()
             return [row_to_job(r) for r in rows]
 
         return await self._db.run(select)
 
-    async def apply_overdue(
-        self, job_id: str, now: float
-    ) -> tuple[jobs.Job, jobs.Outcome] | None:
+    async def apply_overdue(self, job_id: str, now: float) -> tuple[jobs.Job, jobs.Outcome] | None:
         def apply(conn: sqlite3.Connection) -> tuple[jobs.Job, jobs.Outcome] | None:
             job = _get(conn, job_id)
             outcome = jobs.overdue_outcome(job, now) if job else None
@@ -312,7 +364,8 @@ class SQLiteStore(base.Store):
                 conn.execute(
                     "UPDATE jobs SET status = 'IN_QUEUE', worker_id = NULL, started_at = NULL,"
                     " lease_expires_at = NULL, deadline_at = NULL, output = NULL"
-                    " WHERE id = ? AND status = 'IN_PROGRESS'", (job_id,),
+                    " WHERE id = ? AND status = 'IN_PROGRESS'",
+                    (job_id,),
                 )
                 requeued = _get(conn, job_id)
                 return (requeued, outcome) if requeued else None
@@ -324,10 +377,14 @@ class SQLiteStore(base.Store):
 
     async def purge_finished(self, now: float) -> int:
         def purge(conn: sqlite3.Connection) -> int:
-            ids = [r[0] for r in conn.execute(
-                "DELETE FROM jobs WHERE purge_at <= ? AND (webhook_state IS NULL OR"
-                " webhook_state != 'pending') RETURNING id", (now,),
-            )]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "DELETE FROM jobs WHERE purge_at <= ? AND (webhook_state IS NULL OR"
+                    " webhook_state != 'pending') RETURNING id",
+                    (now,),
+                )
+            ]
             conn.executemany("DELETE FROM stream_chunks WHERE job_id = ?", [(i,) for i in ids])
             return len(ids)
 
@@ -338,7 +395,8 @@ class SQLiteStore(base.Store):
             rows = conn.execute(
                 "UPDATE jobs SET webhook_next_at = ? WHERE seq IN (SELECT seq FROM jobs WHERE"
                 " webhook_state = 'pending' AND webhook_next_at <= ? LIMIT ?)"
-                f" RETURNING {COLUMNS}", (lease_until, now, limit),
+                f" RETURNING {COLUMNS}",
+                (lease_until, now, limit),
             ).fetchall()
             return [row_to_job(r) for r in rows]
 
@@ -350,7 +408,8 @@ class SQLiteStore(base.Store):
         def record(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE jobs SET webhook_state = ?, webhook_attempts = webhook_attempts + 1,"
-                " webhook_next_at = ? WHERE id = ?", (state, retry_at, job_id),
+                " webhook_next_at = ? WHERE id = ?",
+                (state, retry_at, job_id),
             )
 
         await self._db.run(record)
@@ -358,10 +417,12 @@ class SQLiteStore(base.Store):
     # --- credentials -------------------------------------------------------------------------
 
     async def add_worker_token(self, endpoint: str, token_hash: str, now: float) -> None:
-        await self._db.run(lambda conn: conn.execute(
-            "INSERT INTO worker_tokens (token_hash, endpoint, created_at) VALUES (?, ?, ?)",
-            (token_hash, endpoint, now),
-        ))
+        await self._db.run(
+            lambda conn: conn.execute(
+                "INSERT INTO worker_tokens (token_hash, endpoint, created_at) VALUES (?, ?, ?)",
+                (token_hash, endpoint, now),
+            )
+        )
 
     async def worker_token_endpoint(self, token_hash: str) -> str | None:
         def select(conn: sqlite3.Connection) -> str | None:

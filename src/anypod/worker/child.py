@@ -14,8 +14,6 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-
-
 from anypod import progress, types
 from anypod.worker import events, loader, results
 
@@ -47,9 +45,11 @@ class Child:
             self.conn.send(event)
 
     async def serve(self) -> None:
-        progress.install(lambda job_id, value: self.send(
-            events.Progress(job_id, results.encode({"status": "IN_PROGRESS", "output": value}))
-        ))
+        progress.install(
+            lambda job_id, value: self.send(
+                events.Progress(job_id, results.encode({"status": "IN_PROGRESS", "output": value}))
+            )
+        )
         self.send(events.Ready(self.limit, self.loaded.is_generator))
         loop = asyncio.get_running_loop()
         while True:
@@ -134,5 +134,3 @@ async def _iterate(gen: Any) -> Any:
         return
     while (item := await asyncio.to_thread(next, gen, _DONE)) is not _DONE:
         yield item
-
-

@@ -6,7 +6,6 @@ import dataclasses
 
 from anypod import types
 
-
 # parent -> child
 
 

@@ -95,8 +95,9 @@ def _from_file(path: Path, function: str | None) -> Loaded:
     return _pick(vars(module), function, config, str(path))
 
 
-def _pick(namespace: dict[str, Any], function: str | None, config: dict[str, Any],
-          where: str) -> Loaded:
+def _pick(
+    namespace: dict[str, Any], function: str | None, config: dict[str, Any], where: str
+) -> Loaded:
     handler = namespace.get(function) if function else config.get("handler")
     if handler is None:
         handler = namespace.get(function or "handler")

@@ -19,8 +19,13 @@ class ChildProcess:
     """One child. Its first event answers :meth:`start`; the rest go to ``deliver(self, event)``
     so the parent can drop events from a child it has already replaced."""
 
-    def __init__(self, spec: str, env: dict[str, str], concurrency: int,
-                 deliver: Callable[[ChildProcess, events.FromChild], None]) -> None:
+    def __init__(
+        self,
+        spec: str,
+        env: dict[str, str],
+        concurrency: int,
+        deliver: Callable[[ChildProcess, events.FromChild], None],
+    ) -> None:
         self.spec = spec
         self.env = env
         self.concurrency = concurrency
@@ -33,8 +38,10 @@ class ChildProcess:
         """Spawn the child and wait until it has loaded the handler."""
         parent_end, child_end = _spawn.Pipe()
         self._process = _spawn.Process(
-            target=child.main, args=(child_end, self.spec, self.env, self.concurrency),
-            name="anypod-handler", daemon=True,
+            target=child.main,
+            args=(child_end, self.spec, self.env, self.concurrency),
+            name="anypod-handler",
+            daemon=True,
         )
         self._process.start()
         child_end.close()

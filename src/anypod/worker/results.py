@@ -42,14 +42,18 @@ def returned(value: Any, *, refresh_worker: bool = False) -> types.JSONDict:
 
 def raised(exc: BaseException, *, worker_id: str) -> types.JSONDict:
     """Body for a handler that raised: RunPod's JSON-in-a-string error document."""
-    return {"error": json.dumps({
-        "error_type": str(type(exc)),
-        "error_message": str(exc),
-        "error_traceback": "".join(traceback.format_exception(exc)),
-        "hostname": os.environ.get("RUNPOD_POD_HOSTNAME", "unknown"),
-        "worker_id": worker_id,
-        "runpod_version": VERSION,
-    })}
+    return {
+        "error": json.dumps(
+            {
+                "error_type": str(type(exc)),
+                "error_message": str(exc),
+                "error_traceback": "".join(traceback.format_exception(exc)),
+                "hostname": os.environ.get("RUNPOD_POD_HOSTNAME", "unknown"),
+                "worker_id": worker_id,
+                "runpod_version": VERSION,
+            }
+        )
+    }
 
 
 def generator_error(exc: BaseException) -> types.JSONDict:

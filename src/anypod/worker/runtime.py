@@ -46,8 +46,13 @@ def detect_gpu() -> str:
     if shutil.which("nvidia-smi") is None:
         return "cpu"
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return "cpu"
     return out.strip().splitlines()[0] if out.strip() else "cpu"
@@ -80,6 +85,7 @@ class Worker:
         self._events: asyncio.Queue[tuple[ChildProcess, events.FromChild]] = asyncio.Queue()
         self._chains: dict[str, asyncio.Task[None]] = {}
         self._refresh = False
+        self._background: set[asyncio.Task[None]] = set()
         self.jobs_done = 0
 
     def request_stop(self) -> None:
@@ -87,11 +93,12 @@ class Worker:
 
     async def run(self) -> None:
         await self._start_child()
-        tasks = [asyncio.create_task(c) for c in (
-            self._take_loop(), self._event_loop(), self._ping_loop(), self._stop_loop())]
+        tasks = [
+            asyncio.create_task(c)
+            for c in (self._take_loop(), self._event_loop(), self._ping_loop(), self._stop_loop())
+        ]
         await self._stopping.wait()
-        log.info("worker %s stopping: draining %d job(s)", self.opts.worker_id,
-                 len(self.in_flight))
+        log.info("worker %s stopping: draining %d job(s)", self.opts.worker_id, len(self.in_flight))
         tasks[0].cancel()
         await self._drain(self.opts.shutdown_grace)
         for task in tasks:
@@ -113,8 +120,12 @@ class Worker:
         self._ready.clear()
         backoff = 0.5
         while True:
-            child = ChildProcess(self.opts.handler, child_env(self.opts, self.gpu),
-                                 self.opts.concurrency, self._deliver)
+            child = ChildProcess(
+                self.opts.handler,
+                child_env(self.opts, self.gpu),
+                self.opts.concurrency,
+                self._deliver,
+            )
             try:
                 ready = await child.start()
                 break
@@ -123,8 +134,12 @@ class Worker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30)
         self.child, self.capacity = child, ready.concurrency
-        log.info("handler %s ready (pid %s, concurrency %d)", self.opts.handler, child.pid,
-                 ready.concurrency)
+        log.info(
+            "handler %s ready (pid %s, concurrency %d)",
+            self.opts.handler,
+            child.pid,
+            ready.concurrency,
+        )
         self._ready.set()
         self._slot.set()
 
@@ -144,8 +159,9 @@ class Worker:
     def _fail(self, job_id: str, message: str) -> None:
         self.in_flight.pop(job_id, None)
         body = orjson.dumps({"error": message})
-        self._post(job_id, lambda: self.client.done(
-            self.opts.endpoint, self.opts.worker_id, job_id, body))
+        self._post(
+            job_id, lambda: self.client.done(self.opts.endpoint, self.opts.worker_id, job_id, body)
+        )
 
     # --- loops -------------------------------------------------------------------------------
 
@@ -159,8 +175,12 @@ class Worker:
                 await self._slot.wait()
                 continue
             try:
-                jobs = await self.client.take(self.opts.endpoint, self.opts.worker_id,
-                                              batch_size=free, busy=bool(self.in_flight))
+                jobs = await self.client.take(
+                    self.opts.endpoint,
+                    self.opts.worker_id,
+                    batch_size=free,
+                    busy=bool(self.in_flight),
+                )
                 backoff = 0.5
             except errors.AnypodError as exc:
                 log.warning("job-take failed: %s; retrying in %.1f s", exc, backoff)
@@ -187,10 +207,10 @@ class Worker:
     async def _handle(self, event: events.FromChild) -> None:
         ep, wid = self.opts.endpoint, self.opts.worker_id
         match event:
-            case events.Progress(job_id, body) if job_id in self.in_flight:
-                self._post(job_id, lambda: self.client.done(ep, wid, job_id, body))
-            case events.Chunk(job_id, body) if job_id in self.in_flight:
-                self._post(job_id, lambda: self.client.stream_chunk(ep, wid, job_id, body))
+            case events.Progress(pid, update) if pid in self.in_flight:
+                self._post(pid, lambda: self.client.done(ep, wid, pid, update))
+            case events.Chunk(cid, chunk) if cid in self.in_flight:
+                self._post(cid, lambda: self.client.stream_chunk(ep, wid, cid, chunk))
             case events.Done(job_id, body, is_stream, refresh):
                 self._finished(job_id, body, is_stream, refresh)
             case events.Concurrency(value):
@@ -204,20 +224,25 @@ class Worker:
             return
         self.jobs_done += 1
         if body is not None:
-            self._post(job_id, lambda: self.client.done(
-                self.opts.endpoint, self.opts.worker_id, job_id, body, is_stream=is_stream))
+            self._post(
+                job_id,
+                lambda: self.client.done(
+                    self.opts.endpoint, self.opts.worker_id, job_id, body, is_stream=is_stream
+                ),
+            )
         if refresh:
             self._refresh = True
         if self._refresh and not self.in_flight:
             self._refresh = False
-            asyncio.create_task(self._restart_child("worker refresh"))
+            self._background.add(asyncio.create_task(self._restart_child("worker refresh")))
         self._slot.set()
 
     async def _ping_loop(self) -> None:
         while True:
             try:
-                await self.client.ping(self.opts.endpoint, self.opts.worker_id,
-                                       list(self.in_flight), gpu=self.gpu)
+                await self.client.ping(
+                    self.opts.endpoint, self.opts.worker_id, list(self.in_flight), gpu=self.gpu
+                )
             except errors.AnypodError as exc:
                 log.warning("ping failed: %s", exc)
             await asyncio.sleep(self.opts.ping_interval)
@@ -260,8 +285,9 @@ class Worker:
 
         task = asyncio.create_task(chained())
         self._chains[job_id] = task
-        task.add_done_callback(lambda t: self._chains.pop(job_id, None)
-                               if self._chains.get(job_id) is t else None)
+        task.add_done_callback(
+            lambda t: self._chains.pop(job_id, None) if self._chains.get(job_id) is t else None
+        )
 
     async def _send_with_retry(self, job_id: str, send: Callable[[], Awaitable[None]]) -> None:
         loop = asyncio.get_running_loop()
