@@ -14,7 +14,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from anypod import progress, types
+from anypod import reporting, types
 from anypod.worker import events, loader, results
 
 
@@ -45,7 +45,7 @@ class Child:
             self.conn.send(event)
 
     async def serve(self) -> None:
-        progress.install(
+        reporting.install(
             lambda job_id, value: self.send(
                 events.Progress(job_id, results.encode({"status": "IN_PROGRESS", "output": value}))
             )
@@ -85,6 +85,7 @@ class Child:
             body = results.raised(exc, worker_id=self.worker_id)
         finally:
             self.tasks.pop(job_id, None)
+        refresh = refresh or bool(body.get("stopPod"))  # {"refresh_worker": True} returned
         self.send(events.Done(job_id, results.encode(body), self.loaded.is_generator, refresh))
         self._report_concurrency()
 
