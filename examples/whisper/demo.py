@@ -32,12 +32,22 @@ def free_port() -> int:
 
 
 def start_server(port: int, workdir: str) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "anypod", "serve", str(HERE / "handler.py"), "--port",
-            str(port), "--database", f"sqlite:///{workdir}/demo.db"]
+    args = [
+        sys.executable,
+        "-m",
+        "anypod",
+        "serve",
+        str(HERE / "handler.py"),
+        "--port",
+        str(port),
+        "--database",
+        f"sqlite:///{workdir}/demo.db",
+    ]
     env = {**os.environ, "ANYPOD_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
-    log = open(Path(workdir) / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
-    return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    log = open(Path(workdir) / "server.log", "wb")
+    return subprocess.Popen(
+        args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def wait_ready(client: Client, url: str, proc: subprocess.Popen[bytes]) -> None:
@@ -67,8 +77,12 @@ def run_with_progress(client: Client, audio: str) -> dict[str, Any]:
         status = client.status(ENDPOINT, job["id"])
         output = status.get("output")
         if status["status"] == "IN_PROGRESS" and isinstance(output, dict):
-            print(f"\r  {bar(float(output.get('fraction', 0)))}  "
-                  f"{output.get('segments_done', 0)} segment(s) ", end="", flush=True)
+            print(
+                f"\r  {bar(float(output.get('fraction', 0)))}  "
+                f"{output.get('segments_done', 0)} segment(s) ",
+                end="",
+                flush=True,
+            )
         if status["status"] not in ("IN_QUEUE", "IN_PROGRESS"):
             print(f"\r  {bar(1.0)}" + " " * 24)
             return status
@@ -79,8 +93,10 @@ def report(label: str, status: dict[str, Any], wall: float) -> dict[str, Any]:
     if status["status"] != "COMPLETED":
         raise SystemExit(f"{label}: job {status['status']}: {status.get('error')}")
     result: dict[str, Any] = status["output"][0]
-    print(f"{label}: wall {wall * 1000:7.0f} ms | queued {status['delayTime']:5d} ms | "
-          f"executing {status['executionTime']:5d} ms | audio {result['duration']:.1f} s")
+    print(
+        f"{label}: wall {wall * 1000:7.0f} ms | queued {status['delayTime']:5d} ms | "
+        f"executing {status['executionTime']:5d} ms | audio {result['duration']:.1f} s"
+    )
     return result
 
 
@@ -94,12 +110,15 @@ def main() -> None:
         try:
             with Client(url) as client:
                 wait_ready(client, url, proc)
-                print(f"anypod up at {url} with 1 Whisper worker "
-                      f"({time.monotonic() - started:.1f} s)\n")
+                print(
+                    f"anypod up at {url} with 1 Whisper worker "
+                    f"({time.monotonic() - started:.1f} s)\n"
+                )
                 print(f"Transcribing {CLIP.name} (POST /v2/{ENDPOINT}/run, polling /status):")
                 t0 = time.monotonic()
-                cold = report("cold (loads model)", run_with_progress(client, audio),
-                              time.monotonic() - t0)
+                cold = report(
+                    "cold (loads model)", run_with_progress(client, audio), time.monotonic() - t0
+                )
                 for i in (1, 2):
                     t0 = time.monotonic()
                     status = client.runsync(ENDPOINT, {"audio": audio})

@@ -7,8 +7,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 
 import uvicorn
 
@@ -66,6 +70,31 @@ async def _worker_specs(
     return specs
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, but a signal also stops our workers, and is not re-raised at exit
+    (uvicorn re-raises it, which would kill us before the workers are stopped)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.on_exit()
+        super().handle_exit(sig, frame)
+
+
 async def run_server(settings: Settings, endpoints: Sequence[Endpoint]) -> None:
     """Serve until SIGINT/SIGTERM, supervising embedded workers for endpoints with a handler."""
     warning = settings.check_exposure()
@@ -83,9 +112,15 @@ async def run_server(settings: Settings, endpoints: Sequence[Endpoint]) -> None:
         lifespan="on",
         timeout_graceful_shutdown=2,  # held long-polls would otherwise delay exit ~30 s
     )
-    server = uvicorn.Server(config)
-    await service.store.open()
     supervisor = Supervisor([])
+    loop = asyncio.get_running_loop()
+
+    def on_exit() -> None:
+        supervisor.begin_stop()
+        loop.call_soon_threadsafe(service.notifier.close)  # release held long-polls
+
+    server = _Server(config, on_exit=on_exit)
+    await service.store.open()
     try:
         serving = asyncio.create_task(server.serve())
         while not server.started and not serving.done():

@@ -49,10 +49,20 @@ class Listener:
 class Notifier:
     def __init__(self) -> None:
         self._listeners: dict[str, set[Listener]] = {}
+        self.closed = False
+
+    def close(self) -> None:
+        """Shutting down: wake every waiter now, and make later waits return at once."""
+        self.closed = True
+        for group in self._listeners.values():
+            for listener in group:
+                listener.wake()
 
     @contextmanager
     def listen(self, topic: str) -> Iterator[Listener]:
         listener = Listener()
+        if self.closed:
+            listener.wake()
         self._listeners.setdefault(topic, set()).add(listener)
         try:
             yield listener

@@ -122,7 +122,7 @@ class JobService:
             with self.notifier.listen(notifier.job_topic(job.id)) as listener:
                 job = await self.get(job.endpoint, job.id)
                 remaining = deadline - loop.time()
-                if job.terminal or remaining <= 0:
+                if job.terminal or remaining <= 0 or self.notifier.closed:
                     break
                 await listener.wait(remaining)
         return job
@@ -138,7 +138,7 @@ class JobService:
                 job = await self.get(endpoint, job_id)
                 chunks = await self.store.drain_stream(job_id)
                 remaining = deadline - loop.time()
-                if chunks or job.terminal or remaining <= 0:
+                if chunks or job.terminal or remaining <= 0 or self.notifier.closed:
                     return job, chunks
                 await listener.wait(remaining)
 
@@ -212,7 +212,7 @@ class JobService:
                     endpoint, worker_id, limit, now, now + self.timing.lease
                 )
                 remaining = deadline - loop.time()
-                if taken or remaining <= 0:
+                if taken or remaining <= 0 or self.notifier.closed:
                     return taken
                 await listener.wait(remaining)
 

@@ -73,6 +73,10 @@ class Supervisor:
             )
             await asyncio.sleep(backoff)
 
+    def begin_stop(self) -> None:
+        """Stop restarting workers that exit (they are being signalled too)."""
+        self._stopping = True
+
     async def stop(self) -> None:
         self._stopping = True
         for proc in self.processes.values():

@@ -1,4 +1,4 @@
-"""The unmodified ``runpod`` client (``runpod.Endpoint``, ``runpod.AsyncioEndpoint``) against anypod.
+"""The unmodified ``runpod`` client (``Endpoint``, ``AsyncioEndpoint``) against anypod.
 
 Only the base URL changes: ``runpod.endpoint_url_base = f"{url}/v2"``; any API key is accepted
 because the test servers run without API keys.
@@ -6,26 +6,63 @@ because the test servers run without API keys.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 import pytest
 import runpod
-
-from conftest import Served, wait_status
+from tests.conftest import Served, wait_status
 
 Serve = Callable[..., Served]
 KEY = "anything"
 
-# conftest's Served.start() never closes the server's log file; its ResourceWarning surfaces as
-# an unraisable-exception warning in whichever test the file is collected in. Ignore that alone.
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <_io.FileIO name='[^']*/serve-[0-9]+\.log'"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
+
+@pytest.fixture(autouse=True)
+def _reap(tmp_path: Path) -> Iterator[None]:
+    """Set up before ``serve``, so torn down after it: kill whatever still runs in tmp_path.
+
+    The servers run with cwd=tmp_path, and so do the workers they start.
+    """
+    yield
+    root = tmp_path.resolve()
+    for _ in range(3):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cwd = os.readlink(entry / "cwd")
+                if cwd == str(root) or cwd.startswith(f"{root}/"):
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                continue
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def serve(serve: Serve) -> Iterator[Serve]:
+    """conftest's ``serve``, with each server and its workers killed outright at teardown.
+
+    A graceful stop waits out held long-polls (seconds per test); these tests are about the
+    client API, not about shutdown.
+    """
+    started: list[Served] = []
+
+    def start(*args: Any, **kwargs: Any) -> Served:
+        served = serve(*args, **kwargs)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        if served.proc is not None and served.proc.poll() is None:
+            served.kill9()
 
 
 @pytest.fixture(autouse=True)
@@ -103,9 +140,9 @@ def test_run_passthrough_form_and_s3config(serve: Serve) -> None:
 def test_stream_collects_all_chunks_in_order(serve: Serve) -> None:
     served = serve("streaming", workers=1)
     ep = endpoint(served, "streaming")
-    job = ep.run({"n": 6, "delay": 0.3})
+    job = ep.run({"n": 5, "delay": 0.25})
     chunks = list(job.stream())
-    assert chunks == [{"chunk": i} for i in range(6)]
+    assert chunks == [{"chunk": i} for i in range(5)]
     assert job.status() == "COMPLETED"
     # Drained: nothing left for a second reader.
     again = httpx.get(f"{served.url}/v2/streaming/stream/{job.job_id}", timeout=5).json()
@@ -187,18 +224,26 @@ async def test_asyncio_endpoint_run_status_output(serve: Serve) -> None:
         assert await job.status() == "COMPLETED"
 
 
-async def test_asyncio_endpoint_stream_and_cancel(serve: Serve) -> None:
-    served = serve("streaming", workers=1)
+async def test_asyncio_endpoint_cancel(serve: Serve) -> None:
+    served = serve("behaviours", workers=1)
     runpod.endpoint_url_base = f"{served.url}/v2"
     async with aiohttp.ClientSession() as session:
-        ep = runpod.AsyncioEndpoint("streaming", session, api_key=KEY)
-        job = await ep.run({"n": 4, "delay": 0.2})
-        chunks: list[Any] = [c async for c in job.stream()]
-        assert chunks == [{"chunk": i} for i in range(4)]
-        slow = await ep.run({"n": 100, "delay": 0.5})
+        ep = runpod.AsyncioEndpoint("behaviours", session, api_key=KEY)
+        job = await ep.run({"do": "sleep", "seconds": 30})
         deadline = time.monotonic() + 10
-        while await slow.status() != "IN_PROGRESS" and time.monotonic() < deadline:
-            pass
-        reply = await slow.cancel()
-        assert reply["status"] == "CANCELLED"
-        assert await slow.status() == "CANCELLED"
+        while await job.status() != "IN_PROGRESS" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        reply = await job.cancel()
+        assert reply["id"] == job.job_id and reply["status"] == "CANCELLED"
+        assert await job.status() == "CANCELLED"
+
+
+async def test_asyncio_endpoint_stream(serve: Serve) -> None:
+    served = serve("async_gen", workers=1)
+    runpod.endpoint_url_base = f"{served.url}/v2"
+    async with aiohttp.ClientSession() as session:
+        ep = runpod.AsyncioEndpoint("async_gen", session, api_key=KEY)
+        job = await ep.run({"words": ["w1", "w2", "w3", "w4"]})
+        chunks: list[Any] = [c async for c in job.stream()]
+        assert chunks == ["w1", "w2", "w3", "w4"]
+        assert await job.status() == "COMPLETED"

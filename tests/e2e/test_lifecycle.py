@@ -117,9 +117,9 @@ def test_runpod_progress_update_works_unchanged(serve: Any) -> None:
 
 
 def test_concurrency_modifier_runs_jobs_at_once(serve: Any) -> None:
-    s = serve("concurrent")
-    ids = [post(s.url, "/v2/concurrent/run", {"input": {"seconds": 1}})["id"] for _ in range(4)]
-    results = [wait_status(s.url, "concurrent", i, {"COMPLETED"})["output"] for i in ids]
+    s = serve("concurrency")
+    ids = [post(s.url, "/v2/concurrency/run", {"input": {"seconds": 1}})["id"] for _ in range(4)]
+    results = [wait_status(s.url, "concurrency", i, {"COMPLETED"})["output"] for i in ids]
     latest_start = max(r["start"] for r in results)
     earliest_end = min(r["end"] for r in results)
     assert latest_start < earliest_end  # all four overlapped

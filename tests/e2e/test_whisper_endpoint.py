@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.conftest import wait_status
 
 pytest.importorskip("faster_whisper", reason="needs the [whisper] extra")
@@ -27,8 +26,9 @@ def words(text: str) -> set[str]:
 def test_whisper_over_http_all_forms(serve: Any) -> None:
     s = serve(str(EXAMPLE / "handler.py"), env={"HF_HUB_OFFLINE": "1"})
     url = f"{s.url}/v2/handler"
-    flat = httpx.post(f"{url}/runsync", json={"input": {"audio": B64, "language": "en"}},
-                      timeout=120).json()
+    flat = httpx.post(
+        f"{url}/runsync", json={"input": {"audio": B64, "language": "en"}}, timeout=120
+    ).json()
     assert flat["status"] == "COMPLETED", flat
     result = flat["output"][0]
     assert EXPECTED_WORDS <= words(result["text"])
@@ -36,14 +36,18 @@ def test_whisper_over_http_all_forms(serve: Any) -> None:
     starts = [seg["start"] for seg in result["segments"]]
     assert starts == sorted(starts) and len(starts) >= 1
 
-    runpod_form = {"engine": "faster-whisper", "model": "tiny.en",
-                   "transcribe_args": {"blob": B64, "word_timestamps": True}}
+    runpod_form = {
+        "engine": "faster-whisper",
+        "model": "tiny.en",
+        "transcribe_args": {"blob": B64, "word_timestamps": True},
+    }
     rp = httpx.post(f"{url}/runsync", json={"input": runpod_form}, timeout=120).json()
     assert rp["status"] == "COMPLETED" and EXPECTED_WORDS <= words(rp["output"][0]["text"])
     assert rp["output"][0]["segments"][0]["words"]
 
-    bad = httpx.post(f"{url}/runsync", json={"input": {"audio": "!!not base64!!"}},
-                     timeout=60).json()
+    bad = httpx.post(
+        f"{url}/runsync", json={"input": {"audio": "!!not base64!!"}}, timeout=60
+    ).json()
     assert bad["status"] == "FAILED" and "audio" in bad["error"]
 
 
