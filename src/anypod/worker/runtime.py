@@ -74,7 +74,9 @@ def child_env(opts: WorkerOptions, gpu: str) -> dict[str, str]:
 class Worker:
     def __init__(self, options: WorkerOptions, client: AsyncClient | None = None) -> None:
         self.opts = options
-        self.client = client or AsyncClient(options.server, options.token, raw_auth=True)
+        self.client = client or AsyncClient(
+            options.server, options.token, raw_auth=True, http="aiohttp"
+        )
         self.gpu = options.gpu or detect_gpu()
         self.capacity = options.concurrency
         self.in_flight: dict[str, types.JSONDict] = {}
