@@ -30,8 +30,10 @@ WEBHOOKS = "webhooks"
 class Listener:
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self.payload: object = None
 
-    def wake(self) -> None:
+    def wake(self, payload: object = None) -> None:
+        self.payload = payload
         self._event.set()
 
     async def wait(self, timeout: float) -> bool:
@@ -73,13 +75,15 @@ class Notifier:
                 if not group:
                     del self._listeners[topic]
 
-    def notify(self, topic: str) -> None:
-        self.dispatch(topic)
+    def notify(self, topic: str, payload: object = None) -> None:
+        """Wake listeners on ``topic``. ``payload`` (e.g. the finished job) reaches only this
+        process's listeners, sparing them a read; listeners elsewhere re-read the store."""
+        self.dispatch(topic, payload)
 
-    def dispatch(self, topic: str) -> None:
+    def dispatch(self, topic: str, payload: object = None) -> None:
         """Wake this process's listeners on ``topic``."""
         for listener in self._listeners.get(topic, ()):
-            listener.wake()
+            listener.wake(payload)
 
     def listening(self, topic: str) -> bool:
         return topic in self._listeners

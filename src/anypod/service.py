@@ -125,6 +125,8 @@ class JobService:
                 if job.terminal or remaining <= 0 or self.notifier.closed:
                     break
                 await listener.wait(remaining)
+                if isinstance(listener.payload, jobs.Job) and listener.payload.terminal:
+                    return listener.payload  # the finished job, handed over in process
         return job
 
     async def stream(
@@ -261,7 +263,7 @@ class JobService:
         self.notifier.notify(notifier.stop_topic(worker_id))
 
     def _notify_end(self, job: jobs.Job) -> None:
-        self.notifier.notify(notifier.job_topic(job.id))
+        self.notifier.notify(notifier.job_topic(job.id), job)
         if job.webhook:
             self.notifier.notify(notifier.WEBHOOKS)
 

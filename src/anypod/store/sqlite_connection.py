@@ -96,10 +96,11 @@ class SQLiteConnection:
 
     def _run_group(self, conn: sqlite3.Connection, group: list[_Item]) -> None:
         outcomes: list[_Outcome] = []
+        run = _run_one if len(group) > 1 else _run_alone
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op, future, _ in group:
-                outcomes.append((future, *_run_one(conn, op)))
+                outcomes.append((future, *run(conn, op)))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.exception("SQLite transaction failed")
@@ -120,6 +121,16 @@ def _run_one(conn: sqlite3.Connection, op: Op) -> tuple[Any, BaseException | Non
         return None, exc
     conn.execute("RELEASE op")
     return result, None
+
+
+def _run_alone(conn: sqlite3.Connection, op: Op) -> tuple[Any, BaseException | None]:
+    """A group of one needs no savepoint: on failure the whole transaction rolls back."""
+    try:
+        return op(conn), None
+    except Exception as exc:
+        conn.execute("ROLLBACK")
+        conn.execute("BEGIN IMMEDIATE")
+        return None, exc
 
 
 def _deliver(group: list[_Item], outcomes: list[_Outcome]) -> None:
