@@ -130,8 +130,19 @@ def worker(
     worker_id: Annotated[str | None, typer.Option(help="default: host-random")] = None,
     ping_interval: Annotated[float, typer.Option(help="seconds between pings")] = 10.0,
     gpu: Annotated[str | None, typer.Option(help="GPU label (default: nvidia-smi)")] = None,
+    batch: Annotated[bool, typer.Option(help="HANDLER takes a list of jobs")] = False,
+    batch_size: Annotated[
+        int | None, typer.Option(envvar="BATCH_SIZE", help="max jobs per batch (batch handlers)")
+    ] = None,
+    batch_wait_ms: Annotated[
+        float | None, typer.Option(envvar="BATCH_TIMEOUT_MS", help="max wait for a batch to fill")
+    ] = None,
+    batch_bucket: Annotated[
+        str, typer.Option(help="comma-separated input fields a batch must share")
+    ] = "",
 ) -> None:
     """Take jobs from a server and run them with HANDLER in a child process."""
+    from anypod.batching import BatchSpec
     from anypod.worker import Worker, WorkerOptions
 
     _logging("INFO")
@@ -145,6 +156,9 @@ def worker(
         concurrency=concurrency,
         ping_interval=ping_interval,
         gpu=gpu,
+        batch=BatchSpec(bucket=tuple(filter(None, batch_bucket.split(",")))) if batch else None,
+        batch_size=batch_size,
+        batch_wait_ms=batch_wait_ms,
     )
 
     async def main() -> None:

@@ -63,6 +63,7 @@ async def _worker_specs(
                 token=token,
                 server=local_url(settings, port),
                 concurrency=ep.concurrency,
+                batch=ep.batch,
                 ping_interval=settings.ping_interval_seconds,
             )
             for i in range(ep.workers)

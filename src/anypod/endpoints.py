@@ -5,6 +5,7 @@
 handler = "examples/whisper/handler.py"
 workers = 1
 concurrency = 1
+batch = {max_size = 8, max_wait_ms = 40, bucket = ["language"]}  # optional: a batch handler
 execution_timeout_ms = 600000
 ttl_ms = 86400000
 max_attempts = 3
@@ -19,7 +20,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from anypod import errors, submission
+from anypod import batching, errors, submission
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -30,6 +31,7 @@ class Endpoint:
     handler: str | None = None
     workers: int = 1
     concurrency: int = 1
+    batch: batching.BatchSpec | None = None
     defaults: submission.Defaults = dataclasses.field(default_factory=submission.Defaults)
 
 
@@ -60,7 +62,15 @@ def load_config(path: str | Path) -> list[Endpoint]:
     return [_endpoint(check_name(name), spec, path) for name, spec in table.items()]
 
 
-_FIELDS = {"handler", "workers", "concurrency", "execution_timeout_ms", "ttl_ms", "max_attempts"}
+_FIELDS = {
+    "handler",
+    "workers",
+    "concurrency",
+    "execution_timeout_ms",
+    "ttl_ms",
+    "max_attempts",
+    "batch",
+}
 
 
 def _endpoint(name: str, spec: Any, path: str | Path) -> Endpoint:
@@ -76,8 +86,24 @@ def _endpoint(name: str, spec: Any, path: str | Path) -> Endpoint:
     )
     return Endpoint(
         name=name,
+        batch=_batch(spec.get("batch"), name, path),
         handler=spec.get("handler"),
         workers=int(spec.get("workers", 1)),
         concurrency=int(spec.get("concurrency", 1)),
         defaults=defaults,
+    )
+
+
+def _batch(raw: Any, name: str, path: str | Path) -> batching.BatchSpec | None:
+    """``batch = {max_size = 8, max_wait_ms = 40, bucket = ["width", "height"]}``."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"max_size", "max_wait_ms", "bucket"}:
+        raise errors.ConfigError(
+            f"{path}: endpoints.{name}.batch must be a table of max_size, max_wait_ms, bucket"
+        )
+    return batching.BatchSpec(
+        max_size=int(raw.get("max_size", 8)),
+        max_wait_ms=float(raw.get("max_wait_ms", 40)),
+        bucket=tuple(raw.get("bucket", ())),
     )

@@ -9,6 +9,8 @@ import os
 import signal
 import sys
 
+from anypod.batching import BatchSpec
+
 log = logging.getLogger("anypod.supervisor")
 
 
@@ -21,9 +23,10 @@ class WorkerSpec:
     server: str
     concurrency: int = 1
     ping_interval: float = 10.0
+    batch: BatchSpec | None = None
 
     def command(self) -> list[str]:
-        return [
+        args = [
             sys.executable,
             "-m",
             "anypod",
@@ -40,6 +43,17 @@ class WorkerSpec:
             "--ping-interval",
             str(self.ping_interval),
         ]
+        if self.batch is not None:
+            args += [
+                "--batch",
+                "--batch-size",
+                str(self.batch.max_size),
+                "--batch-wait-ms",
+                str(self.batch.max_wait_ms),
+                "--batch-bucket",
+                ",".join(self.batch.bucket),
+            ]
+        return args
 
 
 class Supervisor:

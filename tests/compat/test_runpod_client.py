@@ -18,6 +18,7 @@ import aiohttp
 import httpx
 import pytest
 import runpod
+
 from tests.conftest import Served, wait_status
 
 Serve = Callable[..., Served]

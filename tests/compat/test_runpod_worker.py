@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.conftest import HANDLERS, ROOT, Served, wait_status
 
 Serve = Callable[..., Served]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from tests.conftest import FAST_ENV, handler_path, wait_status
 
 

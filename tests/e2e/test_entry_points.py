@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import FAST_ENV, HANDLERS, Served, free_port
 
 from anypod import Client, errors
+from tests.conftest import FAST_ENV, HANDLERS, Served, free_port
 
 
 def test_handler_file_serves_itself_with_anypod_serverless_start(tmp_path: Path) -> None:

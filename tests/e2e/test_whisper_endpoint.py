@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.conftest import wait_status
 
 pytest.importorskip("faster_whisper", reason="needs the [whisper] extra")

@@ -50,7 +50,7 @@ class Child:
                 events.Progress(job_id, results.encode({"status": "IN_PROGRESS", "output": value}))
             )
         )
-        self.send(events.Ready(self.limit, self.loaded.is_generator))
+        self.send(events.Ready(self.limit, self.loaded.is_generator, self.loaded.batch))
         loop = asyncio.get_running_loop()
         while True:
             event = await loop.run_in_executor(None, self._receive)
@@ -59,6 +59,9 @@ class Child:
             if isinstance(event, events.RunJob):
                 job_id = event.job["id"]
                 self.tasks[job_id] = asyncio.create_task(self._run(event.job))
+            elif isinstance(event, events.RunBatch):
+                task = asyncio.create_task(self._run_batch(event.jobs))
+                self.tasks.update({job["id"]: task for job in event.jobs})
             elif isinstance(event, events.CancelJob) and event.job_id in self.tasks:
                 self.tasks[event.job_id].cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
@@ -89,12 +92,30 @@ class Child:
         self.send(events.Done(job_id, results.encode(body), self.loaded.is_generator, refresh))
         self._report_concurrency()
 
-    async def _call(self, job: types.JSONDict) -> Any:
+    async def _run_batch(self, jobs: list[types.JSONDict]) -> None:
+        """One call for the whole batch; an item's error fails only that job."""
+        try:
+            outputs = await self._call(jobs)
+            if not isinstance(outputs, list | tuple) or len(outputs) != len(jobs):
+                raise TypeError(
+                    f"batch handler must return a list of {len(jobs)} results, "
+                    f"got {type(outputs).__name__} of {_length(outputs)}"
+                )
+            bodies: list[types.JSONDict | None] = [results.returned(out) for out in outputs]
+        except asyncio.CancelledError:
+            bodies = [None] * len(jobs)
+        except Exception as exc:
+            bodies = [results.raised(exc, worker_id=self.worker_id)] * len(jobs)
+        for job, body in zip(jobs, bodies, strict=True):
+            self.tasks.pop(job["id"], None)
+            self.send(events.Done(job["id"], None if body is None else results.encode(body)))
+
+    async def _call(self, arg: Any) -> Any:
         handler = self.loaded.handler
         if inspect.iscoroutinefunction(handler):
-            return await handler(job)
+            return await handler(arg)
         # One job at a time: run it right here, as RunPod does; otherwise keep the loop free.
-        value = handler(job) if self.limit == 1 else await asyncio.to_thread(handler, job)
+        value = handler(arg) if self.limit == 1 else await asyncio.to_thread(handler, arg)
         if inspect.isawaitable(value):
             value = await value
         return value
@@ -125,6 +146,10 @@ class Child:
 
 
 _DONE = object()
+
+
+def _length(value: Any) -> str:
+    return str(len(value)) if hasattr(value, "__len__") else "?"
 
 
 async def _iterate(gen: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from anypod import types
+from anypod.batching import BatchSpec
 
 # parent -> child
 
@@ -12,6 +13,13 @@ from anypod import types
 @dataclasses.dataclass(frozen=True)
 class RunJob:
     job: types.JSONDict
+
+
+@dataclasses.dataclass(frozen=True)
+class RunBatch:
+    """Jobs for a batch handler, called once with all of them (one bucket)."""
+
+    jobs: list[types.JSONDict]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +39,7 @@ class Shutdown:
 class Ready:
     concurrency: int
     is_generator: bool
+    batch: BatchSpec | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,5 +81,5 @@ class Exited:
     exitcode: int | None
 
 
-ToChild = RunJob | CancelJob | Shutdown
+ToChild = RunJob | RunBatch | CancelJob | Shutdown
 FromChild = Ready | LoadFailed | Progress | Chunk | Done | Concurrency | Exited

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from anypod import errors
+from anypod import batching, errors
 
 Handler = Callable[..., Any]
 
@@ -26,6 +26,10 @@ Handler = Callable[..., Any]
 class Loaded:
     handler: Handler
     config: dict[str, Any]
+
+    @property
+    def batch(self) -> batching.BatchSpec | None:
+        return batching.spec_of(self.handler, self.config)
 
     @property
     def is_generator(self) -> bool:

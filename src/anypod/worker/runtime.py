@@ -8,6 +8,7 @@ child held (with a message saying why), starts a fresh child, and goes on taking
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import shutil
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from anypod import errors, types
+from anypod import batching, errors, types
 from anypod.client import AsyncClient
 from anypod.worker import events
 from anypod.worker.process import ChildProcess
@@ -39,6 +40,9 @@ class WorkerOptions:
     stop_grace: float = 5.0
     shutdown_grace: float = 30.0
     result_retry_for: float = 300.0
+    batch: batching.BatchSpec | None = None  # declares a batch handler (endpoint config)
+    batch_size: int | None = None  # overrides a batch handler's max_size (BATCH_SIZE)
+    batch_wait_ms: float | None = None  # overrides its max_wait_ms (BATCH_TIMEOUT_MS)
 
 
 def detect_gpu() -> str:
@@ -79,7 +83,11 @@ class Worker:
         )
         self.gpu = options.gpu or detect_gpu()
         self.capacity = options.concurrency
-        self.in_flight: dict[str, types.JSONDict] = {}
+        self.in_flight: dict[str, types.JSONDict] = {}  # taken, not yet finished
+        self.sent: set[str] = set()  # handed to the child (the rest wait in batch buckets)
+        self.buckets: batching.Buckets | None = None
+        self._batch_of: dict[str, frozenset[str]] = {}
+        self._batch_wake = asyncio.Event()
         self.child: ChildProcess | None = None
         self._ready = asyncio.Event()
         self._slot = asyncio.Event()
@@ -97,7 +105,13 @@ class Worker:
         await self._start_child()
         tasks = [
             asyncio.create_task(c)
-            for c in (self._take_loop(), self._event_loop(), self._ping_loop(), self._stop_loop())
+            for c in (
+                self._take_loop(),
+                self._event_loop(),
+                self._ping_loop(),
+                self._stop_loop(),
+                self._batch_loop(),
+            )
         ]
         await self._stopping.wait()
         log.info("worker %s stopping: draining %d job(s)", self.opts.worker_id, len(self.in_flight))
@@ -136,11 +150,18 @@ class Worker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30)
         self.child, self.capacity = child, ready.concurrency
+        declared = ready.batch or self.opts.batch
+        if declared is not None:
+            spec = declared.with_overrides(self.opts.batch_size, self.opts.batch_wait_ms)
+            if self.buckets is None or self.buckets.spec != spec:
+                self.buckets = batching.Buckets(spec)
+            self.capacity = spec.max_size * ready.concurrency
         log.info(
-            "handler %s ready (pid %s, concurrency %d)",
+            "handler %s ready (pid %s, concurrency %d%s)",
             self.opts.handler,
             child.pid,
             ready.concurrency,
+            f", batches of up to {self.buckets.spec.max_size}" if self.buckets else "",
         )
         self._ready.set()
         self._slot.set()
@@ -154,12 +175,17 @@ class Worker:
         self._ready.clear()
         if old is not None:
             old.kill()
-        for job_id in list(self.in_flight):
+        for job_id in list(self.sent):  # jobs still waiting in batch buckets are kept
             self._fail(job_id, reason)
         await self._start_child()
 
+    def _forget(self, job_id: str) -> types.JSONDict | None:
+        self.sent.discard(job_id)
+        self._batch_of.pop(job_id, None)
+        return self.in_flight.pop(job_id, None)
+
     def _fail(self, job_id: str, message: str) -> None:
-        self.in_flight.pop(job_id, None)
+        self._forget(job_id)
         body = orjson.dumps({"error": message})
         self._post(
             job_id, lambda: self.client.done(self.opts.endpoint, self.opts.worker_id, job_id, body)
@@ -197,7 +223,34 @@ class Worker:
             self._fail(job["id"], "worker had no handler process to run the job")
             return
         self.in_flight[job["id"]] = job
-        self.child.send(events.RunJob(job))
+        if self.buckets is None:
+            self.sent.add(job["id"])
+            self.child.send(events.RunJob(job))
+            return
+        self.buckets.add(job, asyncio.get_running_loop().time())
+        self._batch_wake.set()
+
+    async def _batch_loop(self) -> None:
+        """Release batches when a bucket fills or its first job has waited max_wait_ms."""
+        loop = asyncio.get_running_loop()
+        while True:
+            deadline = self.buckets.next_deadline() if self.buckets else None
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._batch_wake.wait(), timeout)
+            self._batch_wake.clear()
+            await self._ready.wait()
+            if self.buckets is not None and self.child is not None:
+                for batch in self.buckets.release(loop.time()):
+                    self._send_batch(batch)
+
+    def _send_batch(self, batch: list[types.JSONDict]) -> None:
+        assert self.child is not None
+        ids = frozenset(job["id"] for job in batch)
+        for job_id in ids:
+            self._batch_of[job_id] = ids
+        self.sent.update(ids)
+        self.child.send(events.RunBatch(batch))
 
     async def _event_loop(self) -> None:
         while True:
@@ -222,7 +275,7 @@ class Worker:
                 await self._restart_child(_exit_message(code))
 
     def _finished(self, job_id: str, body: bytes | None, is_stream: bool, refresh: bool) -> None:
-        if self.in_flight.pop(job_id, None) is None:
+        if self._forget(job_id) is None:
             return
         self.jobs_done += 1
         if body is not None:
@@ -264,14 +317,25 @@ class Worker:
         if job_id not in self.in_flight or self.child is None:
             return
         log.info("stopping job %s (cancelled or timed out on the server)", job_id)
+        if job_id not in self.sent:  # still waiting in a batch bucket
+            if self.buckets is not None:
+                self.buckets.discard(job_id)
+            self._forget(job_id)
+            return
+        batch = self._batch_of.get(job_id)
+        if batch is not None:
+            self._forget(job_id)  # its result will be dropped; stop the batch once it is empty
+            if not batch & self.sent:
+                await self._restart_child(f"handler process restarted to stop batch of {job_id}")
+            return
         if self.capacity == 1:
-            self.in_flight.pop(job_id)
+            self._forget(job_id)
             await self._restart_child(f"handler process restarted to stop job {job_id}")
             return
         self.child.send(events.CancelJob(job_id))
         await asyncio.sleep(self.opts.stop_grace)
         if job_id in self.in_flight:  # the handler ignored the cancel (blocking code)
-            self.in_flight.pop(job_id)
+            self._forget(job_id)
             await self._restart_child(f"handler process restarted to stop job {job_id}")
 
     # --- posting -----------------------------------------------------------------------------
