@@ -120,7 +120,12 @@ def server(
 @app.command()
 def worker(
     handler: Annotated[str, typer.Argument(help="path/to/file.py[:function] or module:function")],
-    server: Annotated[str, typer.Option(help="anypod base URL, e.g. http://127.0.0.1:8000")],
+    server: Annotated[
+        list[str],
+        typer.Option(
+            help="anypod base URL, e.g. http://127.0.0.1:8000; repeat for replicas to fail over to"
+        ),
+    ],
     endpoint: Annotated[str, typer.Option(help="endpoint name")],
     token: Annotated[
         str,
@@ -148,7 +153,8 @@ def worker(
     _logging("INFO")
     wid = worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
     opts = WorkerOptions(
-        server=server,
+        server=server[0],
+        fallback_servers=tuple(server[1:]),
         endpoint=endpoint,
         token=token,
         handler=handler,

@@ -30,6 +30,7 @@ RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class WorkerOptions:
     server: str
+    fallback_servers: tuple[str, ...] = ()  # replicas to fail over to when server is unreachable
     endpoint: str
     token: str
     handler: str
@@ -78,9 +79,16 @@ def child_env(opts: WorkerOptions, gpu: str) -> dict[str, str]:
 class Worker:
     def __init__(self, options: WorkerOptions, client: AsyncClient | None = None) -> None:
         self.opts = options
-        self.client = client or AsyncClient(
-            options.server, options.token, raw_auth=True, http="aiohttp"
+        self._clients = (
+            [client]
+            if client
+            else [
+                AsyncClient(url, options.token, raw_auth=True, http="aiohttp")
+                for url in (options.server, *options.fallback_servers)
+            ]
         )
+        self._current = 0
+
         self.gpu = options.gpu or detect_gpu()
         self.capacity = options.concurrency
         self.in_flight: dict[str, types.JSONDict] = {}  # taken, not yet finished
@@ -97,6 +105,16 @@ class Worker:
         self._refresh = False
         self._background: set[asyncio.Task[None]] = set()
         self.jobs_done = 0
+
+    @property
+    def client(self) -> AsyncClient:
+        return self._clients[self._current]
+
+    def _failover(self, failed: AsyncClient) -> None:
+        """The server behind ``failed`` is unreachable: move to the next replica, if any."""
+        if len(self._clients) > 1 and failed is self.client:
+            self._current = (self._current + 1) % len(self._clients)
+            log.warning("server unreachable; switching to %s", self.client.base_url)
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -122,7 +140,8 @@ class Worker:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.child is not None:
             await self.child.stop(self.opts.stop_grace)
-        await self.client.aclose()
+        for client in self._clients:
+            await client.aclose()
 
     async def _drain(self, grace: float) -> None:
         loop = asyncio.get_running_loop()
@@ -187,9 +206,7 @@ class Worker:
     def _fail(self, job_id: str, message: str) -> None:
         self._forget(job_id)
         body = orjson.dumps({"error": message})
-        self._post(
-            job_id, lambda: self.client.done(self.opts.endpoint, self.opts.worker_id, job_id, body)
-        )
+        self._post(job_id, lambda c: c.done(self.opts.endpoint, self.opts.worker_id, job_id, body))
 
     # --- loops -------------------------------------------------------------------------------
 
@@ -202,8 +219,9 @@ class Worker:
                 self._slot.clear()
                 await self._slot.wait()
                 continue
+            client = self.client
             try:
-                jobs = await self.client.take(
+                jobs = await client.take(
                     self.opts.endpoint,
                     self.opts.worker_id,
                     batch_size=free,
@@ -211,6 +229,8 @@ class Worker:
                 )
                 backoff = 0.5
             except errors.AnypodError as exc:
+                if isinstance(exc, errors.Unreachable):
+                    self._failover(client)
                 log.warning("job-take failed: %s; retrying in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5)
@@ -263,9 +283,9 @@ class Worker:
         ep, wid = self.opts.endpoint, self.opts.worker_id
         match event:
             case events.Progress(pid, update) if pid in self.in_flight:
-                self._post(pid, lambda: self.client.done(ep, wid, pid, update))
+                self._post(pid, lambda c: c.done(ep, wid, pid, update))
             case events.Chunk(cid, chunk) if cid in self.in_flight:
-                self._post(cid, lambda: self.client.stream_chunk(ep, wid, cid, chunk))
+                self._post(cid, lambda c: c.stream_chunk(ep, wid, cid, chunk))
             case events.Done(job_id, body, is_stream, refresh):
                 self._finished(job_id, body, is_stream, refresh)
             case events.Concurrency(value):
@@ -281,7 +301,7 @@ class Worker:
         if body is not None:
             self._post(
                 job_id,
-                lambda: self.client.done(
+                lambda c: c.done(
                     self.opts.endpoint, self.opts.worker_id, job_id, body, is_stream=is_stream
                 ),
             )
@@ -294,11 +314,14 @@ class Worker:
 
     async def _ping_loop(self) -> None:
         while True:
+            client = self.client
             try:
-                await self.client.ping(
+                await client.ping(
                     self.opts.endpoint, self.opts.worker_id, list(self.in_flight), gpu=self.gpu
                 )
             except errors.AnypodError as exc:
+                if isinstance(exc, errors.Unreachable):
+                    self._failover(client)
                 log.warning("ping failed: %s", exc)
             await asyncio.sleep(self.opts.ping_interval)
 
@@ -340,7 +363,7 @@ class Worker:
 
     # --- posting -----------------------------------------------------------------------------
 
-    def _post(self, job_id: str, send: Callable[[], Awaitable[None]]) -> None:
+    def _post(self, job_id: str, send: Callable[[AsyncClient], Awaitable[None]]) -> None:
         """Send in order per job, in the background, retrying transient failures."""
         previous = self._chains.get(job_id)
 
@@ -355,12 +378,15 @@ class Worker:
             lambda t: self._chains.pop(job_id, None) if self._chains.get(job_id) is t else None
         )
 
-    async def _send_with_retry(self, job_id: str, send: Callable[[], Awaitable[None]]) -> None:
+    async def _send_with_retry(
+        self, job_id: str, send: Callable[[AsyncClient], Awaitable[None]]
+    ) -> None:
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + self.opts.result_retry_for, 0.25
         while True:
+            client = self.client
             try:
-                await send()
+                await send(client)
                 return
             except errors.ClientError as exc:
                 if exc.status_code not in RETRYABLE_STATUS:
@@ -368,6 +394,7 @@ class Worker:
                     return
                 failure: errors.AnypodError = exc
             except errors.Unreachable as exc:
+                self._failover(client)
                 failure = exc
             if loop.time() > deadline:
                 log.error("job %s: giving up reporting after retries: %s", job_id, failure)
