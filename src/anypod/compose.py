@@ -111,7 +111,8 @@ async def run_server(settings: Settings, endpoints: Sequence[Endpoint]) -> None:
         log_level=settings.log_level.lower(),
         timeout_keep_alive=75,
         lifespan="on",
-        timeout_graceful_shutdown=2,  # held long-polls would otherwise delay exit ~30 s
+        timeout_graceful_shutdown=2,
+        proxy_headers=False,  # held long-polls would otherwise delay exit ~30 s
     )
     supervisor = Supervisor([])
     loop = asyncio.get_running_loop()

@@ -86,13 +86,19 @@ class JobService:
     # --- client side -------------------------------------------------------------------------
 
     async def submit(
-        self, endpoint: str, body: types.JSONDict, *, sync: bool = False, owner: str | None = None
+        self,
+        endpoint: str,
+        body: types.JSONDict,
+        *,
+        sync: bool = False,
+        owner: str | None = None,
+        job_id: str | None = None,
     ) -> jobs.Job:
         ep = self.endpoint(endpoint)
         retention = self.timing.sync_retention_ms if sync else self.timing.run_retention_ms
         new = submission.parse(
             body,
-            job_id=self.new_id(sync),
+            job_id=job_id or self.new_id(sync),
             endpoint=endpoint,
             now=self.clock(),
             retention_ms=retention,
@@ -102,6 +108,20 @@ class JobService:
         job = await self.store.submit(new)
         self.notifier.notify(notifier.queue_topic(endpoint))
         return job
+
+    async def run_sync(
+        self, endpoint: str, body: types.JSONDict, timeout: float, owner: str | None = None
+    ) -> jobs.Job:
+        """Submit and hold until done or ``timeout``: listening starts before the submit, so
+        the common case needs no read of the job at all."""
+        loop = asyncio.get_running_loop()
+        started, job_id = loop.time(), self.new_id(True)
+        with self.notifier.listen(notifier.job_topic(job_id)) as listener:
+            job = await self.submit(endpoint, body, sync=True, owner=owner, job_id=job_id)
+            await listener.wait(timeout)
+            if isinstance(listener.payload, jobs.Job) and listener.payload.terminal:
+                return listener.payload
+        return await self.wait_terminal(job, timeout - (loop.time() - started))
 
     async def get(self, endpoint: str, job_id: str) -> jobs.Job:
         self.endpoint(endpoint)

@@ -196,7 +196,7 @@ async def test_status_sync_holds_until_done(api: Api) -> None:
 
 
 async def test_api_keys_when_configured(api: Api) -> None:
-    state = api.app.state
+    state = api.app.state  # the FastAPI app's state, through the fast path
     state.settings = dataclasses.replace(state.settings, api_keys=("secret",))
     assert (await api.http.post("/v2/ep/run", json={"input": {}})).status_code == 401
     ok = await api.http.post("/v2/ep/run", json={"input": {}}, headers={"Authorization": "secret"})

@@ -6,10 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from anypod import __version__
 from anypod.http import client_api, errors, system, worker_api
+from anypod.http.fastpath import FastPath, routes_of
 from anypod.service import JobService
 from anypod.settings import Settings
 from anypod.sweeper import Sweeper
@@ -18,8 +19,11 @@ from anypod.webhooks import WebhookPolicy, WebhookSender
 log = logging.getLogger(__name__)
 
 
-def create_app(service: JobService, settings: Settings, *, manage_store: bool = True) -> FastAPI:
-    """The API. With ``manage_store`` the app opens and closes the store in its lifespan."""
+def create_app(service: JobService, settings: Settings, *, manage_store: bool = True) -> FastPath:
+    """The API. With ``manage_store`` the app opens and closes the store in its lifespan.
+
+    Returns the ASGI app: the hot ``/v2`` routes dispatched directly, the rest by FastAPI
+    (reachable as ``.app``)."""
     sender = WebhookSender(
         service.store,
         WebhookPolicy(
@@ -55,4 +59,14 @@ def create_app(service: JobService, settings: Settings, *, manage_store: bool = 
     app.include_router(system.router)
     app.include_router(client_api.router)
     app.include_router(worker_api.router)
-    return app
+    return FastPath(
+        app,
+        [
+            routes_of(client_api.router, _client_guard),
+            routes_of(worker_api.router, worker_api.require_worker_token),
+        ],
+    )
+
+
+async def _client_guard(request: Request, endpoint: str) -> None:
+    await client_api.require_key(request)

@@ -23,7 +23,7 @@ def service(request: Request) -> JobService:
     return svc
 
 
-def require_key(request: Request) -> None:
+async def require_key(request: Request) -> None:
     settings: Settings = request.app.state.settings
     if settings.api_keys and rq.credential(request) not in settings.api_keys:
         raise errors.Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
@@ -77,8 +77,7 @@ async def runsync(request: Request, endpoint: str) -> Response:
     svc, settings = service(request), request.app.state.settings
     wait = svc.wait_seconds(rq.int_param(request, "wait"), svc.timing.runsync_wait_ms)
     body = await rq.json_object(request, settings.runsync_max_bytes)
-    job = await svc.submit(endpoint, body, sync=True, owner=rq.caller(request))
-    job = await svc.wait_terminal(job, wait)
+    job = await svc.run_sync(endpoint, body, wait, owner=rq.caller(request))
     return json_response(wire.status_object(job, svc.clock()))
 
 

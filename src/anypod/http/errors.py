@@ -42,13 +42,23 @@ def error_body(exc: errors.AnypodError) -> dict[str, object]:
     return body
 
 
-async def _domain(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, errors.AnypodError)
+def render(exc: errors.AnypodError, method: str, path: str) -> Response:
+    """The JSON reply for a domain error."""
     code = status_for(exc)
     if code >= 500:
-        log.warning("%s %s -> %d: %s", request.method, request.url.path, code, exc)
+        log.warning("%s %s -> %d: %s", method, path, code, exc)
     headers = {"Retry-After": "1"} if code == 503 else None
     return json_response(error_body(exc), status_code=code, headers=headers)
+
+
+def unexpected(method: str, path: str) -> Response:
+    log.exception("unhandled error on %s %s", method, path)
+    return json_response({"error": "internal server error"}, status_code=500)
+
+
+async def _domain(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.AnypodError)
+    return render(exc, request.method, request.url.path)
 
 
 async def _http(request: Request, exc: Exception) -> Response:
@@ -65,8 +75,7 @@ async def _validation(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return json_response({"error": "internal server error"}, status_code=500)
+    return unexpected(request.method, request.url.path)
 
 
 def install(app: FastAPI) -> None:
