@@ -1,0 +1,13 @@
+"""A RunPod handler that does nothing: measures the job server, not the work."""
+
+from __future__ import annotations
+
+
+def handler(job):
+    return {"ok": True}
+
+
+if __name__ == "__main__":
+    import runpod
+
+    runpod.serverless.start({"handler": handler})
