@@ -52,26 +52,33 @@ class Child:
         )
         self.send(events.Ready(self.limit, self.loaded.is_generator, self.loaded.batch))
         loop = asyncio.get_running_loop()
-        while True:
-            event = await loop.run_in_executor(None, self._receive)
-            if isinstance(event, events.Shutdown):
-                break
-            if isinstance(event, events.RunJob):
-                job_id = event.job["id"]
-                self.tasks[job_id] = asyncio.create_task(self._run(event.job))
-            elif isinstance(event, events.RunBatch):
-                task = asyncio.create_task(self._run_batch(event.jobs))
-                self.tasks.update({job["id"]: task for job in event.jobs})
-            elif isinstance(event, events.CancelJob) and event.job_id in self.tasks:
-                self.tasks[event.job_id].cancel()
+        self._closed: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(self.conn.fileno(), self._on_readable)  # no thread hop per message
+        await self._closed
+        loop.remove_reader(self.conn.fileno())
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
-    def _receive(self) -> events.ToChild:
-        try:
-            event: events.ToChild = self.conn.recv()
-        except (EOFError, OSError):
-            return events.Shutdown()
-        return event
+    def _on_readable(self) -> None:
+        while not self._closed.done():
+            try:
+                if not self.conn.poll():
+                    return
+                event: events.ToChild = self.conn.recv()
+            except (EOFError, OSError):
+                event = events.Shutdown()
+            self._handle(event)
+
+    def _handle(self, event: events.ToChild) -> None:
+        if isinstance(event, events.Shutdown):
+            self._closed.set_result(None)
+        elif isinstance(event, events.RunJob):
+            job_id = event.job["id"]
+            self.tasks[job_id] = asyncio.create_task(self._run(event.job))
+        elif isinstance(event, events.RunBatch):
+            task = asyncio.create_task(self._run_batch(event.jobs))
+            self.tasks.update({job["id"]: task for job in event.jobs})
+        elif isinstance(event, events.CancelJob) and event.job_id in self.tasks:
+            self.tasks[event.job_id].cancel()
 
     async def _run(self, job: types.JSONDict) -> None:
         job_id = job["id"]

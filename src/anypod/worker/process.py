@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -31,6 +30,7 @@ class ChildProcess:
         self.concurrency = concurrency
         self.deliver = deliver
         self._first: asyncio.Future[events.FromChild] | None = None
+        self._reaper: asyncio.Task[None] | None = None
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
 
@@ -48,7 +48,7 @@ class ChildProcess:
         self._conn = parent_end
         loop = asyncio.get_running_loop()
         self._first = loop.create_future()
-        threading.Thread(target=self._read, args=(parent_end, loop), daemon=True).start()
+        loop.add_reader(parent_end.fileno(), self._on_readable)  # no thread hop per message
         first = await self._first
         if isinstance(first, events.Ready):
             return first
@@ -57,17 +57,27 @@ class ChildProcess:
             raise errors.HandlerLoadError(f"could not load {self.spec}:\n{first.message}")
         raise errors.HandlerLoadError(f"handler process exited while loading {self.spec}")
 
-    def _read(self, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
+    def _on_readable(self) -> None:
+        assert self._conn is not None
         while True:
             try:
-                event: events.FromChild = conn.recv()
+                if not self._conn.poll():
+                    return
+                event: events.FromChild = self._conn.recv()
             except (EOFError, OSError):
                 break
-            loop.call_soon_threadsafe(self._hand_over, event)
+            self._hand_over(event)
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._conn.fileno())
+        self._reaper = loop.create_task(self._reap())
+
+    async def _reap(self) -> None:
+        """The child's pipe closed: wait for its exit code, then report it."""
+        code = None
         if self._process is not None:
-            self._process.join(timeout=5)
-        code = self._process.exitcode if self._process is not None else None
-        loop.call_soon_threadsafe(self._hand_over, events.Exited(code))
+            await asyncio.to_thread(self._process.join, 5)
+            code = self._process.exitcode
+        self._hand_over(events.Exited(code))
 
     def _hand_over(self, event: events.FromChild) -> None:
         if self._first is not None and not self._first.done():
