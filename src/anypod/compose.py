@@ -16,6 +16,7 @@ from types import FrameType
 
 import uvicorn
 
+from anypod import notifier
 from anypod import store as stores
 from anypod.endpoints import Endpoint
 from anypod.http import create_app
@@ -37,9 +38,19 @@ def timing(settings: Settings) -> Timing:
 
 
 def build_service(settings: Settings, endpoints: Sequence[Endpoint]) -> JobService:
+    """SQLite migrates itself (embedded); PostgreSQL needs ``anypod migrate`` (replicas)."""
     embedded = settings.database_url.startswith("sqlite")
     store = stores.from_url(settings.database_url, migrate=embedded)
-    return JobService(store, {e.name: e for e in endpoints}, timing=timing(settings))
+    wakeups = None if embedded else _postgres_notifier(settings.database_url)
+    return JobService(
+        store, {e.name: e for e in endpoints}, notify=wakeups, timing=timing(settings)
+    )
+
+
+def _postgres_notifier(url: str) -> notifier.Notifier:
+    from anypod.store.postgres_notifier import PostgresNotifier
+
+    return PostgresNotifier(url)
 
 
 def local_url(settings: Settings, port: int) -> str:

@@ -30,16 +30,24 @@ WEBHOOKS = "webhooks"
 class Listener:
     def __init__(self) -> None:
         self._event = asyncio.Event()
-        self.payload: object = None
+        self.payloads: list[object] = []
+
+    @property
+    def payload(self) -> object:
+        """The latest payload (e.g. the finished job), or None."""
+        return self.payloads[-1] if self.payloads else None
 
     def wake(self, payload: object = None) -> None:
-        self.payload = payload
+        if payload is not None:
+            self.payloads.append(payload)
         self._event.set()
 
     async def wait(self, timeout: float) -> bool:
         """True if woken, False on timeout. Re-arms for the next wait."""
-        if timeout <= 0 and not self._event.is_set():
-            return False
+        if timeout <= 0:
+            woken = self._event.is_set()
+            self._event.clear()
+            return woken
         try:
             await asyncio.wait_for(self._event.wait(), timeout)
         except TimeoutError:
@@ -76,8 +84,9 @@ class Notifier:
                     del self._listeners[topic]
 
     def notify(self, topic: str, payload: object = None) -> None:
-        """Wake listeners on ``topic``. ``payload`` (e.g. the finished job) reaches only this
-        process's listeners, sparing them a read; listeners elsewhere re-read the store."""
+        """Wake listeners on ``topic``. An object ``payload`` (e.g. the finished job) reaches
+        only this process's listeners, sparing them a read; a ``str`` payload also travels to
+        other replicas (job ids to stop, say)."""
         self.dispatch(topic, payload)
 
     def dispatch(self, topic: str, payload: object = None) -> None:

@@ -271,16 +271,21 @@ class JobService:
             self._request_stop(worker.id, stale)
 
     async def stop_signals(self, worker_id: str, hold: float) -> list[str]:
+        """Held until some of this worker's jobs must stop. Stops decided on other replicas
+        arrive as the notification's payload (comma-separated job ids)."""
         with self.notifier.listen(notifier.stop_topic(worker_id)) as listener:
             if not self._stops.get(worker_id):
                 await listener.wait(hold)
+            for payload in listener.payloads:
+                if isinstance(payload, str):
+                    self._stops.setdefault(worker_id, set()).update(payload.split(","))
         return sorted(self._stops.pop(worker_id, ()))
 
     # --- shared bookkeeping ------------------------------------------------------------------
 
     def _request_stop(self, worker_id: str, job_ids: list[str]) -> None:
         self._stops.setdefault(worker_id, set()).update(job_ids)
-        self.notifier.notify(notifier.stop_topic(worker_id))
+        self.notifier.notify(notifier.stop_topic(worker_id), ",".join(job_ids))
 
     def _notify_end(self, job: jobs.Job) -> None:
         self.notifier.notify(notifier.job_topic(job.id), job)

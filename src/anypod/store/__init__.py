@@ -37,7 +37,7 @@ def from_url(url: str, *, migrate: bool = False) -> Store:
         return SQLiteStore(path, migrate=migrate)
     if scheme in ("postgres", "postgresql"):
         try:
-            from anypod.store.postgres import PostgresStore  # type: ignore[import-not-found]
+            from anypod.store.postgres import PostgresStore
         except ImportError as exc:
             raise errors.ConfigError(
                 "the PostgreSQL store needs: pip install 'anypod[postgres]'"

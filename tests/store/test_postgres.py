@@ -1,0 +1,296 @@
+"""PostgreSQL-only behaviour: NOTIFY across instances, claims across pools, outages, schema."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import orjson
+import pytest
+
+from anypod import errors, jobs
+from anypod.endpoints import Endpoint
+from anypod.http import create_app
+from anypod.service import JobService
+from anypod.settings import Settings
+
+asyncpg = pytest.importorskip("asyncpg")
+
+from anypod.store.postgres import PostgresStore, redact  # noqa: E402
+from anypod.store.postgres_notifier import PostgresNotifier  # noqa: E402
+
+T0 = 1_800_000_000.0
+MakeDatabase = Callable[..., str]
+
+
+def new_job(job_id: str) -> jobs.NewJob:
+    return jobs.NewJob(
+        id=job_id,
+        endpoint="ep",
+        input=orjson.dumps({"n": job_id}),
+        created_at=T0,
+        policy=jobs.Policy(),
+        retention_ms=10_000,
+        max_attempts=3,
+    )
+
+
+class Proxy:
+    """A TCP forwarder to PostgreSQL that a test can stop (dropping every connection) and
+    start again on the same port: a database outage without touching the real server."""
+
+    def __init__(self, target: str) -> None:
+        parts = urlsplit(target)
+        self.target = target
+        self.host, self.target_port = parts.hostname or "127.0.0.1", parts.port or 5432
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        parts = urlsplit(self.target)
+        netloc = parts.netloc.rpartition("@")
+        return urlunsplit(parts._replace(netloc=f"{netloc[0]}@127.0.0.1:{self.port}"))
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in self._writers:
+            writer.transport.abort()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+        self._writers.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.add(up_writer)
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(_pipe(src, dst))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.transport.abort()
+
+
+@pytest.fixture
+def pg_url(pg_database: MakeDatabase) -> str:
+    return pg_database()
+
+
+@pytest.fixture
+async def proxy(pg_url: str) -> AsyncIterator[Proxy]:
+    forwarder = Proxy(pg_url)
+    await forwarder.start()
+    yield forwarder
+    await forwarder.stop()
+
+
+# --- notifier ----------------------------------------------------------------------------------
+
+
+async def test_notify_on_one_instance_wakes_a_listener_on_another(pg_url: str) -> None:
+    a, b = PostgresNotifier(pg_url), PostgresNotifier(pg_url)
+    await a.start()
+    await b.start()
+    try:
+        delays = []
+        for i in range(10):
+            with b.listen(f"job:{i}") as listener:
+                began = time.perf_counter()
+                a.notify(f"job:{i}")
+                assert await listener.wait(2.0)
+                delays.append(time.perf_counter() - began)
+        assert statistics.median(delays) < 0.1, delays
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_own_notifications_are_dispatched_once(pg_url: str) -> None:
+    a = PostgresNotifier(pg_url)
+    await a.start()
+    try:
+        with a.listen("queue:ep") as listener:
+            a.notify("queue:ep")
+            assert await listener.wait(0.01)  # dispatched locally, at once
+            assert not await listener.wait(0.3)  # and not again when NOTIFY echoes back
+    finally:
+        await a.stop()
+
+
+async def test_a_burst_of_topics_reaches_the_other_instance(pg_url: str) -> None:
+    a, b = PostgresNotifier(pg_url), PostgresNotifier(pg_url)
+    await a.start()
+    await b.start()
+    try:
+        topics = [f"job:{i}" for i in range(500)]
+        with contextlib.ExitStack() as stack:
+            listeners = [stack.enter_context(b.listen(t)) for t in topics]
+            for topic in topics:
+                a.notify(topic)
+            woken = await asyncio.gather(*(lst.wait(3.0) for lst in listeners))
+        assert all(woken)
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_notifier_reconnects_after_an_outage_and_wakes_waiters(
+    pg_url: str, proxy: Proxy
+) -> None:
+    sender, remote = PostgresNotifier(pg_url), PostgresNotifier(proxy.url, max_backoff=0.2)
+    await sender.start()
+    await remote.start()
+    try:
+        assert remote.connected
+        with remote.listen("queue:ep") as listener:
+            await proxy.stop()
+            await asyncio.sleep(0.3)
+            assert not remote.connected
+            await proxy.start()
+            # notifications sent while it was away are lost: it wakes every waiter on return
+            assert await listener.wait(5.0)
+            sender.notify("queue:ep")
+            assert await listener.wait(2.0)
+    finally:
+        await sender.stop()
+        await remote.stop()
+
+
+# --- claims ------------------------------------------------------------------------------------
+
+
+async def test_claims_from_two_pools_never_hand_out_a_job_twice(pg_url: str) -> None:
+    async with PostgresStore(pg_url) as one, PostgresStore(pg_url) as two:
+        for start in range(0, 2000, 200):
+            await asyncio.gather(*(one.submit(new_job(f"j{i}")) for i in range(start, start + 200)))
+
+        async def claimer(store: PostgresStore, name: str) -> list[str]:
+            got: list[str] = []
+            while batch := await store.claim("ep", name, 7, T0, T0 + 30):
+                got += [j.id for j in batch]
+            return got
+
+        stores = [one, two] * 4
+        taken = await asyncio.gather(*(claimer(s, f"w{i}") for i, s in enumerate(stores)))
+        ids = [job_id for batch in taken for job_id in batch]
+        assert len(ids) == 2000 and len(set(ids)) == 2000
+        assert sum(1 for batch in taken if batch) > 1  # the claimers really raced
+        assert (await one.counts("ep")).in_progress == 2000
+
+
+# --- outages -----------------------------------------------------------------------------------
+
+
+async def test_outage_raises_store_unavailable_then_recovers(proxy: Proxy) -> None:
+    async with PostgresStore(proxy.url) as store:
+        await store.ping()
+        await proxy.stop()
+        for _ in range(2):
+            with pytest.raises(errors.StoreUnavailable):
+                await store.ping()
+        with pytest.raises(errors.StoreUnavailable):
+            await store.submit(new_job("lost"))
+        await proxy.start()
+        await store.ping()  # the first call after the outage already works
+        await store.submit(new_job("after"))
+        assert (await store.get("after")) is not None
+
+
+async def test_api_answers_503_json_while_the_database_is_down(proxy: Proxy) -> None:
+    store = PostgresStore(proxy.url)
+    service = JobService(store, {"ep": Endpoint(name="ep")})
+    app = create_app(service, Settings(), manage_store=False)
+    await store.open()
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get("/v2/ep/status/x")).status_code == 404
+            await proxy.stop()
+            down = await client.post("/v2/ep/run", json={"input": {}})
+            assert down.status_code == 503 and "unavailable" in down.json()["error"]
+            await proxy.start()
+            assert (await client.post("/v2/ep/run", json={"input": {}})).status_code == 200
+    finally:
+        await store.close()
+
+
+async def test_open_while_the_database_is_down_is_store_unavailable(proxy: Proxy) -> None:
+    await proxy.stop()
+    with pytest.raises(errors.StoreUnavailable):
+        await PostgresStore(proxy.url, connect_timeout=1).open()
+
+
+async def test_close_while_the_database_is_down_returns_promptly(proxy: Proxy) -> None:
+    store = PostgresStore(proxy.url)
+    await store.open()
+    await proxy.stop()
+    await asyncio.wait_for(store.close(), 5)
+    with pytest.raises(errors.StoreUnavailable, match="closed"):
+        await store.ping()
+
+
+# --- schema ------------------------------------------------------------------------------------
+
+
+async def test_an_empty_database_needs_anypod_migrate(pg_database: MakeDatabase) -> None:
+    url = pg_database(template=False)
+    with pytest.raises(errors.SchemaMismatch, match="anypod migrate") as raised:
+        await PostgresStore(url).open()
+    assert "schema version 0" in str(raised.value)
+
+
+async def test_a_newer_schema_is_refused(pg_url: str) -> None:
+    conn = await asyncpg.connect(pg_url)
+    await conn.execute("INSERT INTO anypod_schema (version, name) VALUES (999, 'future')")
+    await conn.close()
+    for migrate in (False, True):
+        with pytest.raises(errors.SchemaMismatch, match="newer than this anypod"):
+            await PostgresStore(pg_url, migrate=migrate).open()
+
+
+async def test_replicas_migrating_at_once_apply_each_version_once(
+    pg_database: MakeDatabase,
+) -> None:
+    url = pg_database(template=False)
+    replicas = [PostgresStore(url, migrate=True, min_connections=1) for _ in range(4)]
+    await asyncio.gather(*(r.open() for r in replicas))
+    try:
+        assert await replicas[0].migrate() == []
+        conn = await asyncpg.connect(url)
+        versions = [r[0] for r in await conn.fetch("SELECT version FROM anypod_schema")]
+        await conn.close()
+        assert versions == [1]
+    finally:
+        await asyncio.gather(*(r.close() for r in replicas))
+
+
+def test_messages_never_show_the_password() -> None:
+    shown = redact("postgresql://anypod:s3cret@db.internal:5432/jobs")
+    assert shown == "postgresql://anypod:***@db.internal:5432/jobs"
