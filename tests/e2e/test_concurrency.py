@@ -13,8 +13,12 @@ from tests.conftest import wait_status
 def test_worker_takes_only_what_it_can_start(serve: Any) -> None:
     s = serve("behaviours", extra=["--concurrency", "2"])
     with httpx.Client(base_url=s.url, timeout=10) as c:
-        ids = [c.post("/v2/behaviours/run", json={"input": {"do": "sleep", "seconds": 0.6}})
-               .json()["id"] for _ in range(6)]
+        ids = [
+            c.post("/v2/behaviours/run", json={"input": {"do": "sleep", "seconds": 0.6}}).json()[
+                "id"
+            ]
+            for _ in range(6)
+        ]
         peak, deadline = 0, time.monotonic() + 30
         while time.monotonic() < deadline:
             jobs = c.get("/v2/behaviours/health").json()["jobs"]
