@@ -28,6 +28,11 @@ def handler(job: dict[str, Any]) -> Any:
         return {"s3Config": job.get("s3Config"), "webhook": job.get("webhook")}
     if do == "refresh":
         return {"pid": os.getpid(), "refresh_worker": True}
+    if do == "record":  # append our job id to a file shared by every worker: counts executions
+        time.sleep(float(inp.get("seconds", 0)))
+        with open(inp["path"], "a") as out:
+            out.write(job["id"] + "\n")
+        return {"recorded": True}
     if do == "pid":
         return {"pid": os.getpid()}
     return {"echo": inp}

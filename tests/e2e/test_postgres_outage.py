@@ -1,0 +1,80 @@
+"""PostgreSQL goes away mid-load: 503 JSON (no hang), reconnect by itself, nothing lost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.e2e.test_durability import wait_all
+
+PROXY = Path(__file__).resolve().parents[1] / "tcp_proxy.py"
+
+
+class Cut:
+    """A TCP proxy in front of PostgreSQL; ``down()`` kills it, ``up()`` brings it back."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen[str] | None = None
+
+    def up(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(PROXY), str(self.port), "127.0.0.1", "5432"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    def down(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self.proc = None
+
+
+@pytest.fixture
+def cut() -> Iterator[Cut]:
+    proxy = Cut()
+    proxy.up()
+    yield proxy
+    proxy.down()
+
+
+def test_database_outage_mid_load(serve: Any, pg_url: str, cut: Cut) -> None:
+    via_proxy = pg_url.replace(":5432/", f":{cut.port}/")
+    s = serve("behaviours", extra=["--database", via_proxy])
+    with httpx.Client(base_url=s.url, timeout=15) as c:
+        before = [
+            c.post("/v2/behaviours/run", json={"input": {"do": "sleep", "seconds": 0.3}}).json()[
+                "id"
+            ]
+            for _ in range(10)
+        ]
+        cut.down()
+        started = time.monotonic()
+        refused = c.post("/v2/behaviours/run", json={"input": {}})
+        assert time.monotonic() - started < 10  # no hang
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["content-type"] == "application/json"
+        assert "error" in refused.json() and "Traceback" not in refused.text
+        assert c.get("/health").status_code == 503
+        time.sleep(2)  # the worker keeps retrying meanwhile
+        cut.up()
+        deadline = time.monotonic() + 20
+        while c.get("/health").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        after = [
+            c.post("/v2/behaviours/run", json={"input": {"n": i}}).json()["id"] for i in range(5)
+        ]
+    final = wait_all(s.url, "behaviours", before + after, timeout=60)
+    assert set(final.values()) == {"COMPLETED"}, final
