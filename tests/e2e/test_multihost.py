@@ -195,3 +195,81 @@ def test_replica_killed_mid_load(gpu_host: tuple[str, str], pg_url: str, tmp_pat
         assert set(runs) == set(ids) and max(runs.values()) == 1  # none lost, none ran twice
     finally:
         procs.kill_all()
+
+
+def test_replicas_wake_each_other_without_polling(pg_url: str, tmp_path: Path) -> None:
+    """Submit on A, worker long-polls B, runsync waits on A and status-sync on B."""
+    procs = Procs(tmp_path)
+    ports = [free_port(), free_port()]
+    a, b = (f"http://127.0.0.1:{p}" for p in ports)
+    try:
+        for i, port in enumerate(ports):
+            procs.start(
+                f"api{i}",
+                [
+                    sys.executable,
+                    "-m",
+                    "anypod",
+                    "server",
+                    "--endpoint",
+                    "behaviours",
+                    "--port",
+                    str(port),
+                    "--database",
+                    pg_url,
+                ],
+                {},
+            )
+        wait_ready(a)
+        wait_ready(b)
+        env_block = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "anypod",
+                "worker-env",
+                "--endpoint",
+                "behaviours",
+                "--database",
+                pg_url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        token = dict(ln.split("=", 1) for ln in env_block.splitlines())["RUNPOD_AI_API_KEY"]
+        procs.start(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "anypod",
+                "worker",
+                handler_path("behaviours"),
+                "--server",
+                b,
+                "--endpoint",
+                "behaviours",
+                "--token",
+                token,
+                "--ping-interval",
+                "0.5",
+            ],
+            {},
+        )
+        wait_ready(b, workers=1)
+        time.sleep(0.5)  # the worker is now holding a job-take on B
+        with httpx.Client(timeout=30) as c:
+            for _ in range(5):
+                started = time.monotonic()
+                reply = c.post(f"{a}/v2/behaviours/runsync", json={"input": {"x": 1}}).json()
+                assert reply["status"] == "COMPLETED"
+                assert time.monotonic() - started < 1.0  # no poll interval on the path
+            job = c.post(
+                f"{a}/v2/behaviours/run", json={"input": {"do": "sleep", "seconds": 0.5}}
+            ).json()
+            started = time.monotonic()
+            done = c.get(f"{b}/v2/behaviours/status-sync/{job['id']}?wait=10000").json()
+            assert done["status"] == "COMPLETED" and time.monotonic() - started < 1.5
+    finally:
+        procs.kill_all()
