@@ -237,6 +237,17 @@ class AsyncClient(BaseClient):
     ) -> None:
         await self.send(self._post_result(endpoint, "job-done", worker_id, job_id, body, is_stream))
 
+    async def done_many(
+        self, endpoint: str, worker_id: str, results: list[tuple[str, bytes]]
+    ) -> None:
+        """Several results in one post (anypod's ``job-done-batch``; RunPod has no such route)."""
+        items = b",".join(
+            b'{"id":' + orjson.dumps(job_id) + b',"result":' + body + b"}"
+            for job_id, body in results
+        )
+        path = f"/{endpoint}/job-done-batch/{worker_id}"
+        await self.send(Call("POST", path, body=b"[" + items + b"]"))
+
     async def stream_chunk(self, endpoint: str, worker_id: str, job_id: str, body: bytes) -> None:
         await self.send(self._post_result(endpoint, "job-stream", worker_id, job_id, body, False))
 

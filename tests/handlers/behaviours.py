@@ -12,8 +12,9 @@ def handler(job: dict[str, Any]) -> Any:
     inp = job["input"]
     do = inp.get("do", "echo")
     if do == "sleep":
+        start = time.time()
         time.sleep(float(inp.get("seconds", 1)))
-        return {"slept": inp.get("seconds", 1)}
+        return {"slept": inp.get("seconds", 1), "start": start, "end": time.time()}
     if do == "raise":
         raise ValueError(inp.get("message", "boom"))
     if do == "error":

@@ -128,3 +128,22 @@ async def test_unhealthy_ping_is_reported(api: Api) -> None:
 async def test_server_health(api: Api) -> None:
     body = (await api.http.get("/health")).json()
     assert body["status"] == "ok" and body["store"] is True and body["endpoints"] == ["ep", "other"]
+
+
+async def test_job_done_batch_reports_several_results(api: Api) -> None:
+    a, b = await submit(api, 2)
+    await api.http.get("/v2/ep/job-take-batch/w1?batch_size=2", headers=api.worker_headers())
+    body = (
+        f'[{{"id": "{a}", "result": {{"output": 1}}}}, {{"id": "{b}", "result": {{"error": "x"}}}}]'
+    )
+    reply = await api.http.post(
+        "/v2/ep/job-done-batch/w1", content=body, headers=api.worker_headers()
+    )
+    assert reply.json() == {"ok": True, "count": 2}
+    assert (await api.http.get(f"/v2/ep/status/{a}")).json()["output"] == 1
+    assert (await api.http.get(f"/v2/ep/status/{b}")).json()["status"] == "FAILED"
+    for bad in ('{"id": "x"}', '[{"result": {}}]', "nope"):
+        reply = await api.http.post(
+            "/v2/ep/job-done-batch/w1", content=bad, headers=api.worker_headers()
+        )
+        assert reply.status_code == 400 and reply.json()["field"] == "body"

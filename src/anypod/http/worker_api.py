@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from anypod import wire
+from anypod import errors, wire
 from anypod.http import requests as rq
 from anypod.http.client_api import service
 from anypod.http.responses import json_response, no_content
@@ -56,6 +58,20 @@ async def job_done(request: Request, endpoint: str, worker_id: str, job_id: str)
     body = await rq.raw_json(request, request.app.state.settings.result_max_bytes)
     await service(request).report(worker_id, job_id, body)
     return json_response({"ok": True})
+
+
+@router.post("/job-done-batch/{worker_id}")
+async def job_done_batch(request: Request, endpoint: str, worker_id: str) -> Response:
+    """anypod's extension: ``[{"id": job, "result": <job-done body>}, ...]`` in one post."""
+    body = await rq.raw_json(request, request.app.state.settings.result_max_bytes)
+    items = body if isinstance(body, list) else None
+    if items is None or not all(
+        isinstance(i, dict) and isinstance(i.get("id"), str) for i in items
+    ):
+        raise errors.InvalidRequest("expected a list of {id, result} objects", field="body")
+    svc = service(request)
+    await asyncio.gather(*(svc.report(worker_id, i["id"], i.get("result")) for i in items))
+    return json_response({"ok": True, "count": len(items)})
 
 
 @router.post("/job-stream/{worker_id}/{job_id}")

@@ -21,6 +21,7 @@ import orjson
 from anypod import batching, errors, types
 from anypod.client import AsyncClient
 from anypod.worker import events
+from anypod.worker.coalesce import DoneCoalescer
 from anypod.worker.process import ChildProcess
 
 log = logging.getLogger("anypod.worker")
@@ -88,6 +89,7 @@ class Worker:
             ]
         )
         self._current = 0
+        self._results = DoneCoalescer(options.endpoint, options.worker_id)
 
         self.gpu = options.gpu or detect_gpu()
         self.capacity = options.concurrency
@@ -299,12 +301,7 @@ class Worker:
             return
         self.jobs_done += 1
         if body is not None:
-            self._post(
-                job_id,
-                lambda c: c.done(
-                    self.opts.endpoint, self.opts.worker_id, job_id, body, is_stream=is_stream
-                ),
-            )
+            self._post(job_id, lambda c: self._results.done(c, job_id, body, is_stream))
         if refresh:
             self._refresh = True
         if self._refresh and not self.in_flight:

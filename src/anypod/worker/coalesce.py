@@ -1,0 +1,74 @@
+"""Results that finish in the same event-loop turn leave in one ``job-done-batch`` post.
+
+A lone result still goes out as RunPod's plain ``job-done``. Against a server without the
+batch route (404), coalescing switches itself off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from anypod import errors
+from anypod.client import AsyncClient
+
+log = logging.getLogger("anypod.worker")
+_Pending = tuple[str, bytes, bool, "asyncio.Future[None]"]
+
+
+class DoneCoalescer:
+    def __init__(self, endpoint: str, worker_id: str) -> None:
+        self.endpoint = endpoint
+        self.worker_id = worker_id
+        self.enabled = True
+        self._pending: dict[AsyncClient, list[_Pending]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def done(
+        self, client: AsyncClient, job_id: str, body: bytes, is_stream: bool
+    ) -> asyncio.Future[None]:
+        """Queue a result; the future settles when the post carrying it does."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        queue = self._pending.setdefault(client, [])
+        queue.append((job_id, body, is_stream, future))
+        if len(queue) == 1:
+            loop.call_soon(self._start_flush, client)
+        return future
+
+    def _start_flush(self, client: AsyncClient) -> None:
+        task = asyncio.create_task(self._flush(client, self._pending.pop(client, [])))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, client: AsyncClient, batch: list[_Pending]) -> None:
+        try:
+            await self._send(client, batch)
+        except Exception as exc:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for *_, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def _send(self, client: AsyncClient, batch: list[_Pending]) -> None:
+        if len(batch) == 1 or not self.enabled:
+            await asyncio.gather(
+                *(
+                    client.done(self.endpoint, self.worker_id, job_id, body, is_stream=stream)
+                    for job_id, body, stream, _ in batch
+                )
+            )
+            return
+        try:
+            await client.done_many(
+                self.endpoint, self.worker_id, [(job_id, body) for job_id, body, _, _ in batch]
+            )
+        except errors.ClientError as exc:
+            if exc.status_code != 404:
+                raise
+            log.info("server has no job-done-batch route; posting results one by one")
+            self.enabled = False
+            await self._send(client, batch)
