@@ -6,11 +6,10 @@ Inside an anypod worker it travels to the server through the worker parent; on R
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
-from anypod import types
+from anypod import settings, types
 
 Sink = Callable[[str, Any], None]
 _sink: Sink | None = None
@@ -26,7 +25,7 @@ def progress(job: types.JSONDict, value: Any) -> None:
     """Publish ``value`` as the job's ``output`` while it is IN_PROGRESS."""
     if _sink is not None:
         _sink(job["id"], value)
-    elif os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"):
+    elif settings.runpod_progress_configured():
         from runpod.serverless import progress_update
 
         progress_update(job, value)

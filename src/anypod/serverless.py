@@ -8,7 +8,6 @@ Anywhere else it serves the calling file as ``anypod serve`` would, honouring ``
 from __future__ import annotations
 
 import inspect
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +18,18 @@ def start(config: dict[str, Any]) -> None:
     handler = config.get("handler")
     if not callable(handler):
         raise errors.HandlerLoadError("start() needs {'handler': <function>}")
-    if os.environ.get("RUNPOD_WEBHOOK_GET_JOB"):
+    from anypod import settings
+
+    if settings.on_runpod():
         import runpod
 
         runpod.serverless.start(config)
         return
-    from anypod import compose, endpoints, settings
+    from anypod import compose, endpoints
 
     path = Path(inspect.getfile(handler)).resolve()
     spec = f"{path}:{handler.__name__}"
     name = endpoints.name_for_handler(str(path))
-    found = settings.from_env(
-        host=os.environ.get("API_HOST"),
-        port=int(os.environ["API_PORT"]) if "API_PORT" in os.environ else None,
-    )
+    host, port = settings.api_bind()
+    found = settings.from_env(host=host, port=port)
     compose.run(found, [endpoints.Endpoint(name=name, handler=spec)])

@@ -92,3 +92,29 @@ def _cast(name: str, kind: object, raw: str) -> object:
     except ValueError as exc:
         raise errors.ConfigError(f"{PREFIX}{name.upper()}={raw!r}: {exc}") from exc
     return raw
+
+
+# --- the RunPod worker environment (read where a handler runs) -------------------------------
+
+
+def on_runpod(environ: Mapping[str, str] | None = None) -> bool:
+    """True inside a RunPod worker (its job-take URL is set)."""
+    return bool((os.environ if environ is None else environ).get("RUNPOD_WEBHOOK_GET_JOB"))
+
+
+def runpod_progress_configured() -> bool:
+    """True where ``runpod.serverless.progress_update`` has somewhere to post."""
+    return bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+
+
+def pod_hostname() -> str:
+    return os.environ.get("RUNPOD_POD_HOSTNAME", "unknown")
+
+
+def api_bind() -> tuple[str | None, int | None]:
+    """``API_HOST`` / ``API_PORT``, as RunPod's realtime and local servers use them."""
+    port = os.environ.get("API_PORT")
+    try:
+        return os.environ.get("API_HOST"), int(port) if port else None
+    except ValueError as exc:
+        raise errors.ConfigError(f"API_PORT={port!r} is not a port number") from exc

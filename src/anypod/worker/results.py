@@ -6,13 +6,12 @@ These mirror ``runpod.serverless.modules.rp_job`` so a handler behaves the same 
 from __future__ import annotations
 
 import json
-import os
 import traceback
 from typing import Any
 
 import orjson
 
-from anypod import types
+from anypod import settings, types
 
 VERSION = "anypod"
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -48,7 +47,7 @@ def raised(exc: BaseException, *, worker_id: str) -> types.JSONDict:
                 "error_type": str(type(exc)),
                 "error_message": str(exc),
                 "error_traceback": "".join(traceback.format_exception(exc)),
-                "hostname": os.environ.get("RUNPOD_POD_HOSTNAME", "unknown"),
+                "hostname": settings.pod_hostname(),
                 "worker_id": worker_id,
                 "runpod_version": VERSION,
             }
