@@ -44,12 +44,15 @@ class Listener:
 
     async def wait(self, timeout: float) -> bool:
         """True if woken, False on timeout. Re-arms for the next wait."""
-        if timeout <= 0:
+        if timeout <= 0 or self._event.is_set():
             woken = self._event.is_set()
             self._event.clear()
             return woken
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # lands as the event is set, which left a shutting-down server spinning.
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
         except TimeoutError:
             return False
         self._event.clear()

@@ -46,7 +46,7 @@ class Sweeper:
             await asyncio.sleep(self.interval)
 
     async def _webhooks_forever(self) -> None:
-        while True:
+        while not self.service.notifier.closed:  # closed: shutting down, waits return at once
             with self.service.notifier.listen(notifier.WEBHOOKS) as listener:
                 try:
                     busy = await self.sender.deliver_due()

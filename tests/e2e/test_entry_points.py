@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,20 @@ def test_bad_config_and_public_bind_refused(tmp_path: Path) -> None:
     ]
     out = subprocess.run(public, capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "without API keys" in out.stderr
+
+
+def test_sigterm_to_the_server_alone_stops_it_and_its_workers(serve: Any) -> None:
+    s = serve("echo", workers=2)
+    assert s.proc is not None
+    with Client(s.url) as client:
+        assert client.runsync("echo", {"v": 1})["status"] == "COMPLETED"
+    workers = subprocess.run(
+        ["pgrep", "-f", f"anypod worker .*127.0.0.1:{s.port}"], capture_output=True, text=True
+    ).stdout.split()
+    assert len(workers) == 2
+    s.proc.send_signal(signal.SIGTERM)  # not the process group: the server must stop them
+    assert s.proc.wait(15) == 0
+    deadline = time.monotonic() + 15
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)

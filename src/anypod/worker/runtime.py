@@ -259,7 +259,8 @@ class Worker:
             deadline = self.buckets.next_deadline() if self.buckets else None
             timeout = None if deadline is None else max(0.0, deadline - loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._batch_wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._batch_wake.wait()
             self._batch_wake.clear()
             await self._ready.wait()
             if self.buckets is not None and self.child is not None:
