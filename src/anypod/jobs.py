@@ -102,6 +102,48 @@ class NewJob:
     def expires_at(self) -> float:
         return self.created_at + self.policy.ttl_ms / 1000
 
+    def queued(self) -> Job:
+        """The job as a store holds it right after the insert."""
+        return Job(
+            id=self.id,
+            endpoint=self.endpoint,
+            status=JobStatus.IN_QUEUE,
+            input=self.input,
+            webhook=self.webhook,
+            s3_config=self.s3_config,
+            policy=self.policy,
+            owner=self.owner,
+            max_attempts=self.max_attempts,
+            retention_ms=self.retention_ms,
+            created_at=self.created_at,
+            expires_at=self.expires_at,
+        )
+
+    def insert_values(self) -> tuple[object, ...]:
+        """Values for the stores' INSERT, in :data:`INSERT_COLUMNS` order."""
+        return (
+            self.id,
+            self.endpoint,
+            self.priority,
+            self.input,
+            self.webhook,
+            self.s3_config,
+            self.policy.execution_timeout_ms,
+            self.policy.ttl_ms,
+            self.policy.low_priority,
+            self.retention_ms,
+            self.owner,
+            self.max_attempts,
+            self.created_at,
+            self.expires_at,
+        )
+
+
+INSERT_COLUMNS = (
+    "id, endpoint, priority, input, webhook, s3_config, execution_timeout_ms, ttl_ms, "
+    "low_priority, retention_ms, owner, max_attempts, created_at, expires_at"
+)
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Job:

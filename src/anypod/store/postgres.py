@@ -166,23 +166,10 @@ class PostgresStore(base.Store):
 
     async def submit(self, new: jobs.NewJob) -> jobs.Job:
         try:
-            await self._execute(q.SUBMIT, *q.submit_args(new))
+            await self._execute(q.SUBMIT, *new.insert_values())
         except asyncpg.UniqueViolationError as exc:
             raise errors.Conflict(f"job id {new.id} already exists") from exc
-        return jobs.Job(
-            id=new.id,
-            endpoint=new.endpoint,
-            status=q.S.IN_QUEUE,
-            input=new.input,
-            webhook=new.webhook,
-            s3_config=new.s3_config,
-            policy=new.policy,
-            owner=new.owner,
-            max_attempts=new.max_attempts,
-            retention_ms=new.retention_ms,
-            created_at=new.created_at,
-            expires_at=new.expires_at,
-        )
+        return new.queued()
 
     async def get(self, job_id: str) -> jobs.Job | None:
         return _job(await self._fetchrow(q.GET, job_id))

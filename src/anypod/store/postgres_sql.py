@@ -36,9 +36,9 @@ LOCK = "SELECT pg_advisory_xact_lock($1)"
 # --- client side -------------------------------------------------------------------------------
 
 SUBMIT = (
-    "INSERT INTO jobs (id, endpoint, status, priority, input, webhook, s3_config,"
-    " execution_timeout_ms, ttl_ms, low_priority, retention_ms, owner, max_attempts, created_at,"
-    " expires_at) VALUES ($1, $2, 'IN_QUEUE', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    f"INSERT INTO jobs (status, {jobs.INSERT_COLUMNS}) VALUES ('IN_QUEUE', "
+    + ", ".join(f"${i}" for i in range(1, jobs.INSERT_COLUMNS.count(",") + 2))
+    + ")"
 )
 GET = f"SELECT {COLUMNS} FROM jobs WHERE id = $1"
 GET_FOR_UPDATE = f"SELECT {COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE"
@@ -158,25 +158,6 @@ def list_jobs(query: base.JobQuery) -> tuple[str, list[object]]:
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     params.append(query.limit)
     return f"SELECT {COLUMNS} FROM jobs {where} ORDER BY seq DESC LIMIT ${len(params)}", params
-
-
-def submit_args(new: jobs.NewJob) -> tuple[object, ...]:
-    return (
-        new.id,
-        new.endpoint,
-        new.priority,
-        new.input,
-        new.webhook,
-        new.s3_config,
-        new.policy.execution_timeout_ms,
-        new.policy.ttl_ms,
-        new.policy.low_priority,
-        new.retention_ms,
-        new.owner,
-        new.max_attempts,
-        new.created_at,
-        new.expires_at,
-    )
 
 
 def row_to_job(row: Sequence[Any]) -> jobs.Job:

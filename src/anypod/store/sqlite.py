@@ -104,43 +104,14 @@ class SQLiteStore(base.Store):
     # --- client side -------------------------------------------------------------------------
 
     async def submit(self, new: jobs.NewJob) -> jobs.Job:
+        marks = ", ".join("?" * len(new.insert_values()))
+
         def insert(conn: sqlite3.Connection) -> jobs.Job:
             conn.execute(
-                "INSERT INTO jobs (id, endpoint, status, priority, input, webhook, s3_config,"
-                " execution_timeout_ms, ttl_ms, low_priority, retention_ms, owner, max_attempts,"
-                " created_at, expires_at) VALUES (?, ?, 'IN_QUEUE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                " ?, ?)",
-                (
-                    new.id,
-                    new.endpoint,
-                    new.priority,
-                    new.input,
-                    new.webhook,
-                    new.s3_config,
-                    new.policy.execution_timeout_ms,
-                    new.policy.ttl_ms,
-                    new.policy.low_priority,
-                    new.retention_ms,
-                    new.owner,
-                    new.max_attempts,
-                    new.created_at,
-                    new.expires_at,
-                ),
+                f"INSERT INTO jobs (status, {jobs.INSERT_COLUMNS}) VALUES ('IN_QUEUE', {marks})",
+                new.insert_values(),
             )
-            return jobs.Job(
-                id=new.id,
-                endpoint=new.endpoint,
-                status=S.IN_QUEUE,
-                input=new.input,
-                webhook=new.webhook,
-                s3_config=new.s3_config,
-                policy=new.policy,
-                owner=new.owner,
-                max_attempts=new.max_attempts,
-                retention_ms=new.retention_ms,
-                created_at=new.created_at,
-                expires_at=new.expires_at,
-            )
+            return new.queued()
 
         try:
             return await self._db.run(insert)
