@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
@@ -50,8 +50,13 @@ def _unreachable(call: Call, exc: BaseException) -> errors.Unreachable:
     return errors.Unreachable(f"{call.method} {call.path}: {type(exc).__name__}: {exc}")
 
 
-def _timeout(call: Call) -> httpx.Timeout:
-    return httpx.Timeout(10.0, read=call.timeout)
+def _httpx_options(call: Call) -> dict[str, Any]:
+    """What httpx's sync and async ``request`` both need besides method and path."""
+    return {
+        "params": call.params,
+        "content": call.body,
+        "timeout": httpx.Timeout(10.0, read=call.timeout),
+    }
 
 
 class HttpxSender:
@@ -70,13 +75,7 @@ class HttpxSender:
 
     async def send(self, call: Call) -> Reply:
         try:
-            reply = await self._http.request(
-                call.method,
-                call.path,
-                params=call.params,
-                content=call.body,
-                timeout=_timeout(call),
-            )
+            reply = await self._http.request(call.method, call.path, **_httpx_options(call))
         except httpx.TransportError as exc:
             raise _unreachable(call, exc) from exc
         return Reply(reply.status_code, reply.content, call)
@@ -96,13 +95,7 @@ class SyncHttpxSender:
 
     def send(self, call: Call) -> Reply:
         try:
-            reply = self._http.request(
-                call.method,
-                call.path,
-                params=call.params,
-                content=call.body,
-                timeout=_timeout(call),
-            )
+            reply = self._http.request(call.method, call.path, **_httpx_options(call))
         except httpx.TransportError as exc:
             raise _unreachable(call, exc) from exc
         return Reply(reply.status_code, reply.content, call)
