@@ -32,7 +32,7 @@ class Api:
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     store = stores.from_url(f"sqlite:///{tmp_path / 'http.db'}", migrate=True)
-    timing = Timing(take_hold=0.3, stop_hold=0.3, lease=30)
+    timing = Timing(take_hold=0.3, stop_hold=0.3, lease=30, counts_cache=0)
     service = JobService(
         store, {"ep": Endpoint(name="ep"), "other": Endpoint(name="other")}, timing=timing
     )
