@@ -5,6 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PIP     := $(BIN)/pip --disable-pip-version-check -q
 export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: demo test test-all check format bench clean
@@ -12,8 +13,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(PIP) install -U pip 2>&1 | grep -v "^WARNING: Location" || true
-	$(PIP) install -e ".[dev,whisper,postgres]" 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -c "import anypod, faster_whisper, runpod, openai"
+	$(PIP) install -e ".[dev,whisper,postgres,embeddings,bench]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import anypod, faster_whisper, runpod, openai, asyncpg, sentence_transformers"
 	touch $(STAMP)
 
 demo: $(STAMP)
