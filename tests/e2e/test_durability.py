@@ -71,7 +71,8 @@ def start_worker(url: str, ep: str, token: str, wid: str, log: Path) -> subproce
         )
 
 
-def mint_token(db: Path, ep: str) -> str:
+def mint_token(database_url: str, ep: str) -> str:
+    """A worker token for ``ep``, minted the way a user would: ``anypod worker-env``."""
     out = subprocess.run(
         [
             sys.executable,
@@ -81,7 +82,7 @@ def mint_token(db: Path, ep: str) -> str:
             "--endpoint",
             ep,
             "--database",
-            f"sqlite:///{db}",
+            database_url,
         ],
         capture_output=True,
         text=True,
@@ -93,7 +94,7 @@ def mint_token(db: Path, ep: str) -> str:
 
 def test_worker_killed_mid_job_job_is_requeued_and_finishes(serve: Any, tmp_path: Path) -> None:
     s = serve(None, endpoint="behaviours", workers=0)
-    token = mint_token(tmp_path / "anypod.db", "behaviours")
+    token = mint_token(f"sqlite:///{tmp_path / 'anypod.db'}", "behaviours")
     first = start_worker(s.url, "behaviours", token, "w-first", tmp_path / "w1.log")
     second = None
     try:
@@ -119,7 +120,7 @@ def test_job_fails_with_reason_when_attempts_run_out(serve: Any, tmp_path: Path)
     config = tmp_path / "anypod.toml"
     config.write_text("[endpoints.behaviours]\nmax_attempts = 1\n")
     s = serve(None, workers=0, extra=["--config", str(config)])
-    token = mint_token(tmp_path / "anypod.db", "behaviours")
+    token = mint_token(f"sqlite:///{tmp_path / 'anypod.db'}", "behaviours")
     worker = start_worker(s.url, "behaviours", token, "w-doomed", tmp_path / "w.log")
     try:
         job = httpx.post(

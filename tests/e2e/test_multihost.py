@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import FAST_ENV, free_port, handler_path
+from tests.e2e.test_durability import mint_token
 
 SUBNET = "10.231.{}.{}"
 
@@ -132,22 +133,7 @@ def test_replica_killed_mid_load(gpu_host: tuple[str, str], pg_url: str, tmp_pat
         ]
         for url in urls:
             wait_ready(url)
-        env_block = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "anypod",
-                "worker-env",
-                "--endpoint",
-                "behaviours",
-                "--database",
-                pg_url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        token = dict(ln.split("=", 1) for ln in env_block.splitlines())["RUNPOD_AI_API_KEY"]
+        token = mint_token(pg_url, "behaviours")
         for w, order in enumerate([urls, urls[::-1]]):
             servers = [arg for url in order for arg in ("--server", url)]
             procs.start(
@@ -222,22 +208,7 @@ def test_replicas_wake_each_other_without_polling(pg_url: str, tmp_path: Path) -
             )
         wait_ready(a)
         wait_ready(b)
-        env_block = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "anypod",
-                "worker-env",
-                "--endpoint",
-                "behaviours",
-                "--database",
-                pg_url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        token = dict(ln.split("=", 1) for ln in env_block.splitlines())["RUNPOD_AI_API_KEY"]
+        token = mint_token(pg_url, "behaviours")
         procs.start(
             "worker",
             [
