@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Dynamic batching: the embeddings endpoint under load, per max batch size, next to the model.
 
-    python benchmarks/batching.py                         # full run (~6 min on 2 cores)
+    python benchmarks/batching.py                         # full run (~4 min; --trials 5: ~8)
     python benchmarks/batching.py --quick                 # smoke run (~1 min)
     python benchmarks/batching.py --json out.json --png docs/img/batching.png
     python benchmarks/batching.py --profile /tmp/prof     # also py-spy the largest size
