@@ -111,8 +111,11 @@ class Buckets:
                 return True
         return False
 
-    def release(self, now: float, *, flush: bool = False) -> list[list[types.JSONDict]]:
-        """Batches due now (full, past max wait, or every one with ``flush``), oldest first."""
+    def release(
+        self, now: float, *, flush: bool = False, limit: int | None = None
+    ) -> list[list[types.JSONDict]]:
+        """Batches due now (full, past max wait, or every one with ``flush``), oldest first;
+        at most ``limit`` of them (the rest keep filling)."""
         due = sorted(
             (
                 b
@@ -120,7 +123,7 @@ class Buckets:
                 if flush or len(b.jobs) >= self.spec.max_size or now >= self._deadline(b)
             ),
             key=lambda b: b.first_at,
-        )
+        )[:limit]
         batches = []
         for bucket in due:
             batches.append(bucket.jobs[: self.spec.max_size])

@@ -98,6 +98,7 @@ class Worker:
         self.buckets: batching.Buckets | None = None
         self._batch_of: dict[str, frozenset[str]] = {}
         self._batch_wake = asyncio.Event()
+        self._batch_slots = 1  # batches the child runs at once (its concurrency)
         self.child: ChildProcess | None = None
         self._ready = asyncio.Event()
         self._slot = asyncio.Event()
@@ -176,7 +177,9 @@ class Worker:
             spec = declared.with_overrides(self.opts.batch_size, self.opts.batch_wait_ms)
             if self.buckets is None or self.buckets.spec != spec:
                 self.buckets = batching.Buckets(spec)
-            self.capacity = spec.max_size * ready.concurrency
+            self._batch_slots = ready.concurrency
+            # one more batch than the child runs: the next one fills while the current one runs
+            self.capacity = spec.max_size * (ready.concurrency + 1)
         log.info(
             "handler %s ready (pid %s, concurrency %d%s)",
             self.opts.handler,
@@ -186,6 +189,7 @@ class Worker:
         )
         self._ready.set()
         self._slot.set()
+        self._batch_wake.set()
 
     def _deliver(self, child: ChildProcess, event: events.FromChild) -> None:
         self._events.put_nowait((child, event))
@@ -256,15 +260,18 @@ class Worker:
         """Release batches when a bucket fills or its first job has waited max_wait_ms."""
         loop = asyncio.get_running_loop()
         while True:
-            deadline = self.buckets.next_deadline() if self.buckets else None
+            free = self._batch_slots - len(set(self._batch_of.values()))
+            deadline = self.buckets.next_deadline() if self.buckets and free > 0 else None
             timeout = None if deadline is None else max(0.0, deadline - loop.time())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._batch_wake.wait()
             self._batch_wake.clear()
             await self._ready.wait()
-            if self.buckets is not None and self.child is not None:
-                for batch in self.buckets.release(loop.time()):
+            free = self._batch_slots - len(set(self._batch_of.values()))
+            if self.buckets is not None and self.child is not None and free > 0:
+                # while the child is busy, buckets keep filling instead of leaving half-empty
+                for batch in self.buckets.release(loop.time(), limit=free):
                     self._send_batch(batch)
 
     def _send_batch(self, batch: list[types.JSONDict]) -> None:
@@ -309,6 +316,7 @@ class Worker:
             self._refresh = False
             self._background.add(asyncio.create_task(self._restart_child("worker refresh")))
         self._slot.set()
+        self._batch_wake.set()  # a batch may have ended: release the next one
 
     async def _ping_loop(self) -> None:
         while True:
