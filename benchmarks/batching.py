@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from throughput import cmdline, cpu_seconds  # same folder: the /proc helpers live there
+
 ROOT = Path(__file__).resolve().parent.parent
 HANDLER = ROOT / "examples" / "embeddings" / "handler.py"
 ENDPOINT = "embeddings"
@@ -122,21 +124,6 @@ def descendants(pid: int) -> list[int]:
         out += kids
         todo += kids
     return out
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return ""
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
 def machine_busy() -> float:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from anypod import jobs, types
 
@@ -35,6 +36,21 @@ class Counts:
     cancelled: int = 0
     timed_out: int = 0
     retried: int = 0
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Sequence[Any]]) -> Counts:
+        """From ``(status, count, retried)`` rows, as both stores' GROUP BY returns them."""
+        rows = list(rows)
+        by = {status: n for status, n, _ in rows}
+        return cls(
+            in_queue=by.get("IN_QUEUE", 0),
+            in_progress=by.get("IN_PROGRESS", 0),
+            completed=by.get("COMPLETED", 0),
+            failed=by.get("FAILED", 0),
+            cancelled=by.get("CANCELLED", 0),
+            timed_out=by.get("TIMED_OUT", 0),
+            retried=sum(r or 0 for _, _, r in rows),
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -179,17 +179,7 @@ class PostgresStore(base.Store):
         return [q.row_to_job(r) for r in await self._fetch(sql, *params)]
 
     async def counts(self, endpoint: str) -> base.Counts:
-        rows = await self._fetch(q.COUNTS, endpoint)
-        by = {status: n for status, n, _ in rows}
-        return base.Counts(
-            in_queue=by.get("IN_QUEUE", 0),
-            in_progress=by.get("IN_PROGRESS", 0),
-            completed=by.get("COMPLETED", 0),
-            failed=by.get("FAILED", 0),
-            cancelled=by.get("CANCELLED", 0),
-            timed_out=by.get("TIMED_OUT", 0),
-            retried=sum(r for _, _, r in rows),
-        )
+        return base.Counts.from_rows(await self._fetch(q.COUNTS, endpoint))
 
     async def cancel(self, job_id: str, now: float) -> jobs.Job | None:
         ended = await self._end(job_id, base.Result(status=q.S.CANCELLED), now)

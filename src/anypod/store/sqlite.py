@@ -150,16 +150,7 @@ class SQLiteStore(base.Store):
                 " GROUP BY status",
                 (endpoint,),
             ).fetchall()
-            by = {status: n for status, n, _ in rows}
-            return base.Counts(
-                in_queue=by.get("IN_QUEUE", 0),
-                in_progress=by.get("IN_PROGRESS", 0),
-                completed=by.get("COMPLETED", 0),
-                failed=by.get("FAILED", 0),
-                cancelled=by.get("CANCELLED", 0),
-                timed_out=by.get("TIMED_OUT", 0),
-                retried=sum(r or 0 for _, _, r in rows),
-            )
+            return base.Counts.from_rows(rows)
 
         return await self._db.run(count)
 
