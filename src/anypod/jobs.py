@@ -119,31 +119,6 @@ class NewJob:
             expires_at=self.expires_at,
         )
 
-    def insert_values(self) -> tuple[object, ...]:
-        """Values for the stores' INSERT, in :data:`INSERT_COLUMNS` order."""
-        return (
-            self.id,
-            self.endpoint,
-            self.priority,
-            self.input,
-            self.webhook,
-            self.s3_config,
-            self.policy.execution_timeout_ms,
-            self.policy.ttl_ms,
-            self.policy.low_priority,
-            self.retention_ms,
-            self.owner,
-            self.max_attempts,
-            self.created_at,
-            self.expires_at,
-        )
-
-
-INSERT_COLUMNS = (
-    "id, endpoint, priority, input, webhook, s3_config, execution_timeout_ms, ttl_ms, "
-    "low_priority, retention_ms, owner, max_attempts, created_at, expires_at"
-)
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Job:

@@ -14,6 +14,31 @@ from typing import Any, Self
 
 from anypod import jobs, types
 
+INSERT_COLUMNS = (
+    "id, endpoint, priority, input, webhook, s3_config, execution_timeout_ms, ttl_ms, "
+    "low_priority, retention_ms, owner, max_attempts, created_at, expires_at"
+)
+
+
+def insert_values(new: jobs.NewJob) -> tuple[object, ...]:
+    """Values for the stores' INSERT, in :data:`INSERT_COLUMNS` order."""
+    return (
+        new.id,
+        new.endpoint,
+        new.priority,
+        new.input,
+        new.webhook,
+        new.s3_config,
+        new.policy.execution_timeout_ms,
+        new.policy.ttl_ms,
+        new.policy.low_priority,
+        new.retention_ms,
+        new.owner,
+        new.max_attempts,
+        new.created_at,
+        new.expires_at,
+    )
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Result:

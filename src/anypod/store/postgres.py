@@ -166,7 +166,7 @@ class PostgresStore(base.Store):
 
     async def submit(self, new: jobs.NewJob) -> jobs.Job:
         try:
-            await self._execute(q.SUBMIT, *new.insert_values())
+            await self._execute(q.SUBMIT, *base.insert_values(new))
         except asyncpg.UniqueViolationError as exc:
             raise errors.Conflict(f"job id {new.id} already exists") from exc
         return new.queued()

@@ -36,8 +36,8 @@ LOCK = "SELECT pg_advisory_xact_lock($1)"
 # --- client side -------------------------------------------------------------------------------
 
 SUBMIT = (
-    f"INSERT INTO jobs (status, {jobs.INSERT_COLUMNS}) VALUES ('IN_QUEUE', "
-    + ", ".join(f"${i}" for i in range(1, jobs.INSERT_COLUMNS.count(",") + 2))
+    f"INSERT INTO jobs (status, {base.INSERT_COLUMNS}) VALUES ('IN_QUEUE', "
+    + ", ".join(f"${i}" for i in range(1, base.INSERT_COLUMNS.count(",") + 2))
     + ")"
 )
 GET = f"SELECT {COLUMNS} FROM jobs WHERE id = $1"

@@ -104,12 +104,13 @@ class SQLiteStore(base.Store):
     # --- client side -------------------------------------------------------------------------
 
     async def submit(self, new: jobs.NewJob) -> jobs.Job:
-        marks = ", ".join("?" * len(new.insert_values()))
+        values = base.insert_values(new)
+        marks = ", ".join("?" * len(values))
 
         def insert(conn: sqlite3.Connection) -> jobs.Job:
             conn.execute(
-                f"INSERT INTO jobs (status, {jobs.INSERT_COLUMNS}) VALUES ('IN_QUEUE', {marks})",
-                new.insert_values(),
+                f"INSERT INTO jobs (status, {base.INSERT_COLUMNS}) VALUES ('IN_QUEUE', {marks})",
+                values,
             )
             return new.queued()
 
