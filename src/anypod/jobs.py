@@ -1,4 +1,11 @@
-"""The job lifecycle, pure: statuses, legal transitions, and the decisions the sweeper applies.
+"""The job lifecycle, pure: statuses, the transition table, and every decision that moves a job.
+
+Each move is a small record (:class:`Claim`, :class:`End`, :class:`Requeue`, :class:`Retry`)
+made by a function here (``claim``, ``finish``, ``cancel``, ``time_out``, ``fail``, ``requeue``,
+``retry``, ``overdue``) that refuses a move the table forbids. :func:`apply` is the reference
+meaning of a move; the in-memory store runs it, and the SQL stores do the same as one
+compare-and-set statement (``store/sql.py``), which the store contract suite holds to it.
+Webhook delivery has its own small state machine beside the job's.
 
 No I/O here. Every function that needs the time takes ``now`` (seconds since the epoch).
 """
@@ -7,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 
 from anypod import types
 
@@ -20,35 +28,24 @@ class JobStatus(enum.StrEnum):
     CANCELLED = "CANCELLED"  #: cancelled by a client
 
 
-TERMINAL = frozenset(
-    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED}
-)
-ACTIVE = frozenset({JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS})
-RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT})
+class WebhookState(enum.StrEnum):
+    PENDING = "pending"  #: the job ended and its webhook is due (again, after a failed try)
+    DELIVERED = "delivered"  #: the receiver answered 2xx
+    FAILED = "failed"  #: every attempt failed; given up
+
+
+S = JobStatus
+TERMINAL = frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED})
+ACTIVE = frozenset({S.IN_QUEUE, S.IN_PROGRESS})
+RETRYABLE = frozenset({S.FAILED, S.TIMED_OUT})
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.IN_QUEUE: frozenset(
-        {
-            JobStatus.IN_PROGRESS,
-            JobStatus.CANCELLED,
-            JobStatus.TIMED_OUT,
-            JobStatus.COMPLETED,
-            JobStatus.FAILED,
-        }
-    ),
-    JobStatus.IN_PROGRESS: frozenset(
-        {
-            JobStatus.COMPLETED,
-            JobStatus.FAILED,
-            JobStatus.TIMED_OUT,
-            JobStatus.CANCELLED,
-            JobStatus.IN_QUEUE,
-        }
-    ),
-    JobStatus.FAILED: frozenset({JobStatus.IN_QUEUE}),
-    JobStatus.TIMED_OUT: frozenset({JobStatus.IN_QUEUE}),
-    JobStatus.COMPLETED: frozenset(),
-    JobStatus.CANCELLED: frozenset(),
+    S.IN_QUEUE: frozenset({S.IN_PROGRESS, S.CANCELLED, S.TIMED_OUT, S.COMPLETED, S.FAILED}),
+    S.IN_PROGRESS: frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.IN_QUEUE}),
+    S.FAILED: frozenset({S.IN_QUEUE}),
+    S.TIMED_OUT: frozenset({S.IN_QUEUE}),
+    S.COMPLETED: frozenset(),
+    S.CANCELLED: frozenset(),
 }
 """Legal moves. ``IN_QUEUE -> COMPLETED|FAILED`` covers a result that arrives from a worker whose
 lease had already lapsed: the work is done, so it is kept rather than run twice."""
@@ -70,9 +67,12 @@ def is_terminal(status: JobStatus) -> bool:
     return status in TERMINAL
 
 
+# --- records -----------------------------------------------------------------------------------
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Policy:
-    """Per-job execution policy, RunPod's ``policy`` object."""
+    """Per-job execution policy (RunPod's ``policy`` object)."""
 
     execution_timeout_ms: int = DEFAULT_EXECUTION_TIMEOUT_MS
     ttl_ms: int = DEFAULT_TTL_MS
@@ -80,8 +80,22 @@ class Policy:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Submission:
+    """What a client asked for, in any wire format, before the service gives it an id.
+
+    ``None`` in ``execution_timeout_ms`` / ``ttl_ms`` means "the endpoint's default"."""
+
+    input: types.RawJSON
+    execution_timeout_ms: int | None = None
+    ttl_ms: int | None = None
+    low_priority: bool = False
+    webhook: str | None = None
+    s3_config: types.RawJSON | None = None  # handed to the worker unchanged
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class NewJob:
-    """A validated submission, before the store gives it a row."""
+    """A submission with its id, owner and policy settled, before the store gives it a row."""
 
     id: str
     endpoint: str
@@ -107,7 +121,7 @@ class NewJob:
         return Job(
             id=self.id,
             endpoint=self.endpoint,
-            status=JobStatus.IN_QUEUE,
+            status=S.IN_QUEUE,
             input=self.input,
             webhook=self.webhook,
             s3_config=self.s3_config,
@@ -144,13 +158,25 @@ class Job:
     finished_at: float | None = None
     lease_expires_at: float | None = None
     stop_pod: bool = False
+    webhook_state: WebhookState | None = None
     webhook_attempts: int = 0
+
+    @property
+    def priority(self) -> int:
+        return LOW_PRIORITY if self.policy.low_priority else NORMAL_PRIORITY
 
     @property
     def deadline_at(self) -> float | None:
         if self.started_at is None:
             return None
         return self.started_at + self.policy.execution_timeout_ms / 1000
+
+    @property
+    def purge_at(self) -> float | None:
+        """When a finished job's result may be deleted."""
+        if self.finished_at is None:
+            return None
+        return self.finished_at + self.retention_ms / 1000
 
     @property
     def terminal(self) -> bool:
@@ -169,48 +195,229 @@ class Job:
         return max(0, round((until - self.started_at) * 1000))
 
 
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """What the sweeper must do with an overdue job: requeue it or end it with ``error``."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Result:
+    """A worker's final report on a job: failed when it carries an ``error``."""
 
-    status: JobStatus
-    error: str | None = None
+    output: types.RawJSON | None = None
+    error: types.RawJSON | None = None
+    stop_pod: bool = False
 
     @property
-    def requeue(self) -> bool:
-        return self.status is JobStatus.IN_QUEUE
+    def status(self) -> JobStatus:
+        return S.FAILED if self.error is not None else S.COMPLETED
 
 
-def overdue_outcome(job: Job, now: float) -> Outcome | None:
-    """Decide what happens to an active job whose TTL, execution timeout or lease has passed."""
-    if job.terminal:
-        return None
-    if now >= job.expires_at:
-        return Outcome(JobStatus.TIMED_OUT, f"job TTL of {job.policy.ttl_ms} ms expired")
-    if job.status is not JobStatus.IN_PROGRESS:
-        return None
-    deadline = job.deadline_at
-    if deadline is not None and now >= deadline:
-        limit = job.policy.execution_timeout_ms
-        return Outcome(JobStatus.TIMED_OUT, f"execution timeout of {limit} ms exceeded")
-    if job.lease_expires_at is not None and now >= job.lease_expires_at:
-        return lapsed_lease_outcome(job)
-    return None
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """A progress update while the job runs: shown as the job's ``output`` until it ends."""
+
+    output: types.RawJSON
 
 
-def lapsed_lease_outcome(job: Job) -> Outcome:
-    """A worker stopped reporting a job: run it again while attempts remain, else fail it."""
-    if job.attempts < job.max_attempts:
-        return Outcome(JobStatus.IN_QUEUE)
-    return Outcome(
-        JobStatus.FAILED,
-        f"worker {job.worker_id} stopped responding (missed pings, lease lapsed) on attempt "
-        f"{job.attempts} of {job.max_attempts}; giving up",
+Report = Result | Progress
+
+
+# --- moves ---------------------------------------------------------------------------------------
+
+
+def _legal(sources: frozenset[JobStatus], target: JobStatus) -> None:
+    for source in sources:
+        if not can_transition(source, target):
+            raise ValueError(f"illegal job transition {source} -> {target}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Claim:
+    """``IN_QUEUE -> IN_PROGRESS``: a worker takes the job and holds a lease on it."""
+
+    SOURCES = frozenset({S.IN_QUEUE})
+    worker_id: str
+    started_at: float
+    lease_expires_at: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class End:
+    """``IN_QUEUE | IN_PROGRESS -> terminal``. ``output`` None keeps the last progress update."""
+
+    SOURCES = ACTIVE
+    status: JobStatus
+    finished_at: float
+    output: types.RawJSON | None = None
+    error: types.RawJSON | None = None
+    stop_pod: bool = False
+
+    def __post_init__(self) -> None:
+        _legal(self.SOURCES, self.status)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Requeue:
+    """``IN_PROGRESS -> IN_QUEUE``: the worker's lease lapsed and attempts remain."""
+
+    SOURCES = frozenset({S.IN_PROGRESS})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Retry:
+    """``FAILED | TIMED_OUT -> IN_QUEUE`` by a client: same id and input, attempts and TTL anew."""
+
+    SOURCES = RETRYABLE
+    at: float
+
+
+Move = Claim | End | Requeue | Retry
+
+_legal(Claim.SOURCES, S.IN_PROGRESS)
+_legal(Requeue.SOURCES, S.IN_QUEUE)
+_legal(Retry.SOURCES, S.IN_QUEUE)
+
+
+def claim(worker_id: str, now: float, lease_seconds: float) -> Claim:
+    return Claim(worker_id=worker_id, started_at=now, lease_expires_at=now + lease_seconds)
+
+
+def finish(result: Result, now: float) -> End:
+    """The worker reported the job's result."""
+    return End(
+        status=result.status,
+        finished_at=now,
+        output=result.output,
+        error=result.error,
+        stop_pod=result.stop_pod,
     )
 
 
-def purge_at(job: Job) -> float | None:
-    """When a finished job's result may be deleted."""
-    if job.finished_at is None:
+def cancel(now: float) -> End:
+    return End(status=S.CANCELLED, finished_at=now)
+
+
+def time_out(message: str, now: float) -> End:
+    return End(status=S.TIMED_OUT, finished_at=now, error=_message(message))
+
+
+def fail(message: str, now: float) -> End:
+    return End(status=S.FAILED, finished_at=now, error=_message(message))
+
+
+def requeue() -> Requeue:
+    return Requeue()
+
+
+def retry(now: float) -> Retry:
+    return Retry(at=now)
+
+
+def _message(text: str) -> types.RawJSON:
+    return json.dumps(text).encode()
+
+
+def overdue(job: Job, now: float) -> End | Requeue | None:
+    """What happens to a job whose TTL, execution timeout or lease has passed (None: nothing)."""
+    if job.terminal:
         return None
-    return job.finished_at + job.retention_ms / 1000
+    if now >= job.expires_at:
+        return time_out(f"job TTL of {job.policy.ttl_ms} ms expired", now)
+    if job.status is not S.IN_PROGRESS:
+        return None
+    deadline = job.deadline_at
+    if deadline is not None and now >= deadline:
+        return time_out(f"execution timeout of {job.policy.execution_timeout_ms} ms exceeded", now)
+    if job.lease_expires_at is not None and now >= job.lease_expires_at:
+        return lapsed_lease(job, now)
+    return None
+
+
+def lapsed_lease(job: Job, now: float) -> End | Requeue:
+    """A worker stopped reporting a job: run it again while attempts remain, else fail it."""
+    if job.attempts < job.max_attempts:
+        return requeue()
+    return fail(
+        f"worker {job.worker_id} stopped responding (missed pings, lease lapsed) on attempt "
+        f"{job.attempts} of {job.max_attempts}; giving up",
+        now,
+    )
+
+
+def apply(job: Job, move: Move) -> Job | None:
+    """The job after ``move``, or None when its status does not allow the move (compare and
+    set). The SQL stores implement exactly this in their statements."""
+    if job.status not in move.SOURCES:
+        return None
+    match move:
+        case Claim():
+            return dataclasses.replace(
+                job,
+                status=S.IN_PROGRESS,
+                worker_id=move.worker_id,
+                attempts=job.attempts + 1,
+                started_at=move.started_at,
+                lease_expires_at=move.lease_expires_at,
+            )
+        case End():
+            return _ended(job, move)
+        case Requeue():
+            return dataclasses.replace(
+                job,
+                status=S.IN_QUEUE,
+                worker_id=None,
+                started_at=None,
+                lease_expires_at=None,
+                output=None,
+            )
+        case Retry():
+            return _retried(job, move)
+
+
+def _ended(job: Job, end: End) -> Job:
+    return dataclasses.replace(
+        job,
+        status=end.status,
+        output=end.output if end.output is not None else job.output,
+        error=end.error,
+        finished_at=end.finished_at,
+        stop_pod=end.stop_pod,
+        lease_expires_at=None,
+        webhook_state=WebhookState.PENDING if job.webhook is not None else None,
+    )
+
+
+def _retried(job: Job, retry: Retry) -> Job:
+    return dataclasses.replace(
+        job,
+        status=S.IN_QUEUE,
+        output=None,
+        error=None,
+        worker_id=None,
+        started_at=None,
+        finished_at=None,
+        lease_expires_at=None,
+        attempts=0,
+        stop_pod=False,
+        webhook_state=None,
+        webhook_attempts=0,
+        expires_at=retry.at + job.policy.ttl_ms / 1000,
+    )
+
+
+# --- webhook delivery ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WebhookAttempt:
+    """The outcome of one delivery attempt: the new state, and when to try again if pending."""
+
+    state: WebhookState
+    next_at: float | None = None
+
+
+def webhook_attempted(
+    attempt: int, *, delivered: bool, max_attempts: int, retry_delay: float, now: float
+) -> WebhookAttempt:
+    """After attempt number ``attempt`` (1-based): delivered, due again later, or given up."""
+    if delivered:
+        return WebhookAttempt(state=WebhookState.DELIVERED)
+    if attempt < max_attempts:
+        return WebhookAttempt(state=WebhookState.PENDING, next_at=now + retry_delay)
+    return WebhookAttempt(state=WebhookState.FAILED)

@@ -1,4 +1,5 @@
-"""Store backends for the contract suite: SQLite, and PostgreSQL when a server is reachable.
+"""Store backends for the contract suite: memory, SQLite, and PostgreSQL when a server is
+reachable.
 
 Each PostgreSQL test gets its own database, cloned from a template migrated once per session
 and per xdist worker (``CREATE DATABASE t_... TEMPLATE anypod_tpl_...``) and dropped after.
@@ -22,7 +23,7 @@ import pytest
 from anypod import store as stores
 
 T = TypeVar("T")
-BACKENDS = ["sqlite", "postgres"]
+BACKENDS = ["memory", "sqlite", "postgres"]
 ADMIN_URL = os.environ.get("ANYPOD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MakeDatabase = Callable[..., str]
 
@@ -90,6 +91,8 @@ def pg_database(pg_template: str) -> Iterator[MakeDatabase]:
 
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "memory":
+        return "memory://"
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'contract.db'}"
     make: MakeDatabase = request.getfixturevalue("pg_database")

@@ -7,8 +7,8 @@ import asyncio
 import orjson
 import pytest
 
-from anypod import jobs
-from anypod.store import JobQuery, Result, Store, WorkerInfo
+from anypod import errors, jobs
+from anypod.store import JobQuery, Store, WorkerInfo
 
 S = jobs.JobStatus
 T0 = 1_800_000_000.0
@@ -37,12 +37,16 @@ def new_job(
     )
 
 
-def done(output: object = None, error: object = None) -> Result:
-    return Result(
-        status=S.FAILED if error is not None else S.COMPLETED,
+def done(output: object = None, error: object = None, *, at: float) -> jobs.End:
+    result = jobs.Result(
         output=orjson.dumps(output) if output is not None else None,
         error=orjson.dumps(error) if error is not None else None,
     )
+    return jobs.finish(result, at)
+
+
+def take(worker: str, now: float, lease_until: float) -> jobs.Claim:
+    return jobs.claim(worker, now, lease_until - now)
 
 
 async def test_submit_then_get_round_trips(store: Store) -> None:
@@ -55,8 +59,6 @@ async def test_submit_then_get_round_trips(store: Store) -> None:
 
 
 async def test_duplicate_id_is_a_conflict(store: Store) -> None:
-    from anypod import errors
-
     await store.submit(new_job("a"))
     with pytest.raises(errors.Conflict):
         await store.submit(new_job("a"))
@@ -67,42 +69,43 @@ async def test_claim_orders_by_priority_then_age_and_counts_attempts(store: Stor
     await store.submit(new_job("old", at=T0 + 1))
     await store.submit(new_job("new", at=T0 + 2))
     await store.submit(new_job("other", endpoint="ep2"))
-    first = await store.claim("ep", "w1", 2, T0 + 3, T0 + 33)
+    first = await store.claim("ep", 2, take("w1", T0 + 3, T0 + 33))
     assert [j.id for j in first] == ["old", "new"]
     assert all(j.status is S.IN_PROGRESS and j.worker_id == "w1" and j.attempts == 1 for j in first)
     assert first[0].started_at == T0 + 3 and first[0].lease_expires_at == T0 + 33
-    assert [j.id for j in await store.claim("ep", "w2", 5, T0 + 3, T0 + 33)] == ["low"]
-    assert await store.claim("ep", "w2", 5, T0 + 3, T0 + 33) == []
+    assert [j.id for j in await store.claim("ep", 5, take("w2", T0 + 3, T0 + 33))] == ["low"]
+    assert await store.claim("ep", 5, take("w2", T0 + 3, T0 + 33)) == []
 
 
 async def test_concurrent_claims_never_hand_out_a_job_twice(store: Store) -> None:
     for i in range(50):
         await store.submit(new_job(f"j{i}"))
-    batches = await asyncio.gather(*(store.claim("ep", f"w{i}", 7, T0, T0 + 30) for i in range(10)))
+    claims = (store.claim("ep", 7, take(f"w{i}", T0, T0 + 30)) for i in range(10))
+    batches = await asyncio.gather(*claims)
     ids = [j.id for batch in batches for j in batch]
     assert sorted(ids) == sorted(f"j{i}" for i in range(50))
 
 
 async def test_claim_skips_jobs_past_their_ttl(store: Store) -> None:
     await store.submit(new_job("stale", ttl_ms=10_000))
-    assert await store.claim("ep", "w", 1, T0 + 11, T0 + 40) == []
+    assert await store.claim("ep", 1, take("w", T0 + 11, T0 + 40)) == []
 
 
 async def test_finish_is_compare_and_set(store: Store) -> None:
     await store.submit(new_job("a"))
-    await store.claim("ep", "w", 1, T0, T0 + 30)
-    ended = await store.finish("a", done({"x": 1}), T0 + 2)
+    await store.claim("ep", 1, take("w", T0, T0 + 30))
+    ended = await store.end("a", done({"x": 1}, at=T0 + 2))
     assert ended is not None and ended.status is S.COMPLETED
     assert orjson.loads(ended.output or b"") == {"x": 1} and ended.finished_at == T0 + 2
-    assert await store.finish("a", done(error="late"), T0 + 3) is None
+    assert await store.end("a", done(error="late", at=T0 + 3)) is None
     assert (await store.get("a")).status is S.COMPLETED  # type: ignore[union-attr]
 
 
 async def test_failed_result_keeps_error_exactly(store: Store) -> None:
     await store.submit(new_job("a"))
-    await store.claim("ep", "w", 1, T0, T0 + 30)
+    await store.claim("ep", 1, take("w", T0, T0 + 30))
     err = '{"error_type": "<class \'ValueError\'>", "error_message": "boom"}'
-    ended = await store.finish("a", done(error=err), T0 + 1)
+    ended = await store.end("a", done(error=err, at=T0 + 1))
     assert ended is not None and ended.status is S.FAILED
     assert orjson.loads(ended.error or b"") == err
 
@@ -110,23 +113,23 @@ async def test_failed_result_keeps_error_exactly(store: Store) -> None:
 async def test_progress_only_while_in_progress(store: Store) -> None:
     await store.submit(new_job("a"))
     assert not await store.record_progress("a", b'"queued?"')
-    await store.claim("ep", "w", 1, T0, T0 + 30)
+    await store.claim("ep", 1, take("w", T0, T0 + 30))
     assert await store.record_progress("a", b'{"pct": 50}')
     assert (await store.get("a")).output == b'{"pct": 50}'  # type: ignore[union-attr]
-    await store.finish("a", done({"final": True}), T0 + 1)
+    await store.end("a", done({"final": True}, at=T0 + 1))
     assert not await store.record_progress("a", b'"late progress"')
     assert orjson.loads((await store.get("a")).output or b"") == {"final": True}  # type: ignore[union-attr]
 
 
 async def test_stream_chunks_drain_once_in_order(store: Store) -> None:
     await store.submit(new_job("a"))
-    await store.claim("ep", "w", 1, T0, T0 + 30)
+    await store.claim("ep", 1, take("w", T0, T0 + 30))
     for i in range(3):
         assert await store.append_stream("a", orjson.dumps(i))
     assert await store.drain_stream("a") == [b"0", b"1", b"2"]
     assert await store.drain_stream("a") == []
     await store.append_stream("a", b"3")
-    await store.finish("a", done([0, 1, 2, 3]), T0 + 1)
+    await store.end("a", done([0, 1, 2, 3], at=T0 + 1))
     assert await store.drain_stream("a") == [b"3"]
     assert not await store.append_stream("a", b"4")
 
@@ -134,29 +137,33 @@ async def test_stream_chunks_drain_once_in_order(store: Store) -> None:
 async def test_cancel_queued_running_and_finished(store: Store) -> None:
     await store.submit(new_job("q"))
     await store.submit(new_job("r"))
-    await store.claim("ep", "w", 1, T0, T0 + 30)
-    running = await store.cancel("q", T0 + 1)
+    await store.claim("ep", 1, take("w", T0, T0 + 30))
+    running = await store.end("q", jobs.cancel(T0 + 1))
     assert running is not None and running.status is S.CANCELLED and running.worker_id == "w"
-    queued = await store.cancel("r", T0 + 1)
+    queued = await store.end("r", jobs.cancel(T0 + 1))
     assert queued is not None and queued.status is S.CANCELLED
-    again = await store.cancel("r", T0 + 2)
+    assert await store.end("r", jobs.cancel(T0 + 2)) is None  # terminal: unchanged
+    again = await store.get("r")
     assert again is not None and again.finished_at == T0 + 1
-    assert await store.cancel("nope", T0) is None
+    assert await store.end("nope", jobs.cancel(T0)) is None
 
 
 async def test_retry_requeues_failed_with_same_id_and_input(store: Store) -> None:
     await store.submit(new_job("a"))
-    await store.claim("ep", "w", 1, T0, T0 + 30)
-    await store.finish("a", done(error="x"), T0 + 1)
-    retried = await store.retry("a", T0 + 100)
+    await store.claim("ep", 1, take("w", T0, T0 + 30))
+    await store.end("a", done(error="x", at=T0 + 1))
+    await store.append_stream("a", b"0")
+    retried = await store.retry("a", jobs.retry(T0 + 100))
     assert retried is not None and retried.status is S.IN_QUEUE
     assert retried.output is None and retried.error is None and retried.attempts == 0
     assert retried.expires_at == T0 + 100 + 60 and orjson.loads(retried.input) == {"n": "a"}
+    assert await store.drain_stream("a") == []  # the earlier run's chunks are gone
     await store.submit(new_job("ok", at=T0 + 99))
-    claimed = await store.claim("ep", "w", 5, T0 + 100, T0 + 130)
+    claimed = await store.claim("ep", 5, take("w", T0 + 100, T0 + 130))
     assert {j.id for j in claimed} == {"a", "ok"}
-    await store.finish("ok", done(1), T0 + 101)
-    unchanged = await store.retry("ok", T0 + 102)
+    await store.end("ok", done(1, at=T0 + 101))
+    assert await store.retry("ok", jobs.retry(T0 + 102)) is None
+    unchanged = await store.get("ok")
     assert unchanged is not None and unchanged.status is S.COMPLETED
 
 
@@ -164,8 +171,8 @@ async def test_purge_queue_cancels_only_queued(store: Store) -> None:
     for i in range(3):
         await store.submit(new_job(f"q{i}"))
     await store.submit(new_job("other", endpoint="ep2"))
-    await store.claim("ep", "w", 1, T0, T0 + 30)
-    assert await store.purge_queue("ep", T0 + 1) == 2
+    await store.claim("ep", 1, take("w", T0, T0 + 30))
+    assert await store.purge_queue("ep", jobs.cancel(T0 + 1)) == 2
     counts = await store.counts("ep")
     assert (counts.in_progress, counts.cancelled, counts.in_queue) == (1, 2, 0)
     assert (await store.counts("ep2")).in_queue == 1
@@ -173,14 +180,14 @@ async def test_purge_queue_cancels_only_queued(store: Store) -> None:
 
 async def test_lapsed_lease_requeues_then_fails_when_attempts_run_out(store: Store) -> None:
     await store.submit(new_job("a", max_attempts=2))
-    await store.claim("ep", "w1", 1, T0, T0 + 5)
+    await store.claim("ep", 1, take("w1", T0, T0 + 5))
     assert [j.id for j in await store.overdue(T0 + 4, 10)] == []
     assert [j.id for j in await store.overdue(T0 + 6, 10)] == ["a"]
-    job, outcome = await store.apply_overdue("a", T0 + 6) or (None, None)
-    assert outcome is not None and outcome.requeue and job is not None
-    assert job.status is S.IN_QUEUE and job.worker_id is None
-    await store.claim("ep", "w2", 1, T0 + 7, T0 + 12)
-    job, outcome = await store.apply_overdue("a", T0 + 13) or (None, None)
+    before, job = await store.apply_overdue("a", T0 + 6) or (None, None)
+    assert before is not None and before.status is S.IN_PROGRESS and before.worker_id == "w1"
+    assert job is not None and job.status is S.IN_QUEUE and job.worker_id is None
+    await store.claim("ep", 1, take("w2", T0 + 7, T0 + 12))
+    _, job = await store.apply_overdue("a", T0 + 13) or (None, None)
     assert job is not None and job.status is S.FAILED
     assert "w2" in orjson.loads(job.error or b"") and "attempt 2 of 2" in orjson.loads(
         job.error or b""
@@ -190,9 +197,9 @@ async def test_lapsed_lease_requeues_then_fails_when_attempts_run_out(store: Sto
 async def test_ping_renews_listed_leases_and_reports_stale_ids(store: Store) -> None:
     await store.submit(new_job("a"))
     await store.submit(new_job("b"))
-    await store.claim("ep", "w1", 1, T0, T0 + 5)
-    await store.claim("ep", "w2", 1, T0, T0 + 5)
-    await store.cancel("b", T0 + 1)
+    await store.claim("ep", 1, take("w1", T0, T0 + 5))
+    await store.claim("ep", 1, take("w2", T0, T0 + 5))
+    await store.end("b", jobs.cancel(T0 + 1))
     ping = WorkerInfo(id="w1", endpoint="ep", last_seen=T0 + 4, job_ids=("a", "b", "ghost"))
     stale = await store.renew_leases(ping, T0 + 20)
     assert sorted(stale) == ["b", "ghost"]
@@ -206,12 +213,12 @@ async def test_ping_renews_listed_leases_and_reports_stale_ids(store: Store) -> 
 async def test_execution_timeout_and_ttl(store: Store) -> None:
     await store.submit(new_job("run", timeout_ms=5_000, ttl_ms=600_000))
     await store.submit(new_job("wait", ttl_ms=10_000))
-    await store.claim("ep", "w", 1, T0, T0 + 100)
+    await store.claim("ep", 1, take("w", T0, T0 + 100))
     due = {j.id for j in await store.overdue(T0 + 11, 10)}
     assert due == {"run", "wait"}
     for job_id in due:
         applied = await store.apply_overdue(job_id, T0 + 11)
-        assert applied is not None and applied[0].status is S.TIMED_OUT
+        assert applied is not None and applied[1].status is S.TIMED_OUT
     run = await store.get("run")
     assert run is not None and "execution timeout" in orjson.loads(run.error or b"")
     assert await store.apply_overdue("run", T0 + 12) is None
@@ -219,9 +226,9 @@ async def test_execution_timeout_and_ttl(store: Store) -> None:
 
 async def test_retention_purges_finished_jobs_and_their_chunks(store: Store) -> None:
     await store.submit(new_job("a"))
-    await store.claim("ep", "w", 1, T0, T0 + 30)
+    await store.claim("ep", 1, take("w", T0, T0 + 30))
     await store.append_stream("a", b"1")
-    await store.finish("a", done(1), T0 + 1)
+    await store.end("a", done(1, at=T0 + 1))
     assert await store.purge_finished(T0 + 5) == 0
     assert await store.purge_finished(T0 + 12) == 1
     assert await store.get("a") is None and await store.drain_stream("a") == []
@@ -230,17 +237,23 @@ async def test_retention_purges_finished_jobs_and_their_chunks(store: Store) -> 
 async def test_webhooks_are_claimed_retried_and_kept_until_settled(store: Store) -> None:
     await store.submit(new_job("a", webhook="http://h/a"))
     await store.submit(new_job("b"))
-    await store.claim("ep", "w", 2, T0, T0 + 30)
-    await store.finish("a", done(1), T0 + 1)
-    await store.finish("b", done(2), T0 + 1)
+    await store.claim("ep", 2, take("w", T0, T0 + 30))
+    await store.end("a", done(1, at=T0 + 1))
+    await store.end("b", done(2, at=T0 + 1))
     due = await store.due_webhooks(T0 + 1, 10, T0 + 30)
     assert [j.id for j in due] == ["a"]
     assert await store.due_webhooks(T0 + 2, 10, T0 + 30) == []  # hidden while in flight
-    await store.webhook_done("a", delivered=False, retry_at=T0 + 40)
+    assert due[0].webhook_state is jobs.WebhookState.PENDING
+    await store.webhook_attempted(
+        "a", jobs.WebhookAttempt(state=jobs.WebhookState.PENDING, next_at=T0 + 40)
+    )
     assert await store.purge_finished(T0 + 20) == 1  # b only: a's webhook is pending
     again = await store.due_webhooks(T0 + 41, 10, T0 + 70)
     assert [(j.id, j.webhook_attempts) for j in again] == [("a", 1)]
-    await store.webhook_done("a", delivered=True, retry_at=None)
+    await store.webhook_attempted("a", jobs.WebhookAttempt(state=jobs.WebhookState.DELIVERED))
+    delivered = await store.get("a")
+    assert delivered is not None and delivered.webhook_state is jobs.WebhookState.DELIVERED
+    assert delivered.webhook_attempts == 2
     assert await store.due_webhooks(T0 + 100, 10, T0 + 130) == []
     assert await store.purge_finished(T0 + 100) == 1
 
@@ -248,7 +261,7 @@ async def test_webhooks_are_claimed_retried_and_kept_until_settled(store: Store)
 async def test_list_jobs_filters_and_pages_newest_first(store: Store) -> None:
     for i in range(5):
         await store.submit(new_job(f"j{i}", at=T0 + i))
-    await store.claim("ep", "w", 2, T0 + 10, T0 + 40)
+    await store.claim("ep", 2, take("w", T0 + 10, T0 + 40))
     listed = await store.list_jobs(JobQuery(endpoint="ep", limit=3))
     assert [j.id for j in listed] == ["j4", "j3", "j2"]
     running = await store.list_jobs(JobQuery(status=S.IN_PROGRESS))
@@ -259,3 +272,21 @@ async def test_worker_tokens(store: Store) -> None:
     await store.add_worker_token("ep", "hash1", T0)
     assert await store.worker_token_endpoint("hash1") == "ep"
     assert await store.worker_token_endpoint("other") is None
+
+
+async def test_submit_many_is_all_or_nothing(store: Store) -> None:
+    made = await store.submit_many([new_job(f"m{i}", at=T0 + i) for i in range(3)])
+    assert [j.id for j in made] == ["m0", "m1", "m2"] and made[0] == await store.get("m0")
+    with pytest.raises(errors.Conflict):
+        await store.submit_many([new_job("fresh"), new_job("m1")])
+    assert await store.get("fresh") is None
+    assert (await store.counts("ep")).in_queue == 3
+    assert await store.submit_many([]) == []
+
+
+async def test_a_stopped_move_changes_nothing(store: Store) -> None:
+    await store.submit(new_job("q"))
+    assert await store.apply_overdue("q", T0 + 1) is None  # nothing due yet
+    assert await store.retry("q", jobs.retry(T0 + 1)) is None  # not retryable
+    assert await store.record_progress("q", b"1") is False  # not running
+    assert await store.get("q") == new_job("q").queued()

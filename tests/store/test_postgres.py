@@ -17,7 +17,6 @@ from anypod import errors, jobs
 from anypod.endpoints import Endpoint
 from anypod.http import create_app
 from anypod.service import JobService
-from anypod.settings import Settings
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -193,7 +192,7 @@ async def test_claims_from_two_pools_never_hand_out_a_job_twice(pg_url: str) -> 
 
         async def claimer(store: PostgresStore, name: str) -> list[str]:
             got: list[str] = []
-            while batch := await store.claim("ep", name, 7, T0, T0 + 30):
+            while batch := await store.claim("ep", 7, jobs.claim(name, T0, 30)):
                 got += [j.id for j in batch]
             return got
 
@@ -226,7 +225,7 @@ async def test_outage_raises_store_unavailable_then_recovers(proxy: Proxy) -> No
 async def test_api_answers_503_json_while_the_database_is_down(proxy: Proxy) -> None:
     store = PostgresStore(proxy.url)
     service = JobService(store, {"ep": Endpoint(name="ep")})
-    app = create_app(service, Settings(), manage_store=False)
+    app = create_app(service)
     await store.open()
     transport = httpx.ASGITransport(app=app)
     try:
@@ -286,7 +285,7 @@ async def test_replicas_migrating_at_once_apply_each_version_once(
         conn = await asyncpg.connect(url)
         versions = [r[0] for r in await conn.fetch("SELECT version FROM anypod_schema")]
         await conn.close()
-        assert versions == [1]
+        assert versions == [1, 2]
     finally:
         await asyncio.gather(*(r.close() for r in replicas))
 

@@ -60,12 +60,13 @@ def test_timings_follow_runpod() -> None:
     ],
 )
 def test_overdue_outcome(changes: dict[str, object], now: float, expected: S | None) -> None:
-    outcome = jobs.overdue_outcome(job(**changes), now)
-    assert (outcome.status if outcome else None) == expected
+    move = jobs.overdue(job(**changes), now)
+    after = jobs.apply(job(**changes), move) if move else None
+    assert (after.status if after else None) == expected
 
 
 def test_give_up_message_says_why() -> None:
-    outcome = jobs.lapsed_lease_outcome(job(attempts=2))
-    assert outcome.status is S.FAILED
-    assert outcome.error is not None and "w stopped responding" in outcome.error
-    assert "attempt 2 of 2" in outcome.error
+    move = jobs.lapsed_lease(job(attempts=2), T0 + 40)
+    assert isinstance(move, jobs.End) and move.status is S.FAILED
+    assert move.error is not None and b"w stopped responding" in move.error
+    assert b"attempt 2 of 2" in move.error

@@ -6,9 +6,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from anypod import errors
-from anypod.store.base import Counts, JobQuery, Result, Store, WorkerInfo
+from anypod.store.base import Counts, JobQuery, Store, WorkerInfo
 
-__all__ = ["Counts", "JobQuery", "Result", "Store", "WorkerInfo", "from_url", "sqlite_path"]
+__all__ = ["Counts", "JobQuery", "Store", "WorkerInfo", "from_url", "sqlite_path"]
 
 
 def sqlite_path(url: str) -> str:
@@ -22,12 +22,17 @@ def sqlite_path(url: str) -> str:
 
 
 def from_url(url: str, *, migrate: bool = False) -> Store:
-    """Build (not open) the store for ``url``: ``sqlite:///file.db`` or ``postgresql://...``.
+    """Build (not open) the store for ``url``: ``sqlite:///file.db``, ``postgresql://...`` or
+    ``memory://`` (nothing kept; for tests).
 
     ``migrate=True`` applies pending schema migrations on open; otherwise an outdated schema
     makes :meth:`Store.open` raise :class:`errors.SchemaMismatch`.
     """
     scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from anypod.store.memory import MemoryStore
+
+        return MemoryStore()
     if scheme == "sqlite":
         from anypod.store.sqlite import SQLiteStore
 
@@ -44,4 +49,6 @@ def from_url(url: str, *, migrate: bool = False) -> Store:
             ) from exc
         store: Store = PostgresStore(url, migrate=migrate)
         return store
-    raise errors.ConfigError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+    raise errors.ConfigError(
+        f"unsupported database URL {url!r}: use sqlite:///, postgresql:// or memory://"
+    )

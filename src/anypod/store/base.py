@@ -1,7 +1,10 @@
 """The store interface: domain operations on jobs, one implementation per database.
 
-SQL lives in the implementations. Every method is a short transaction; methods that change a
-job are compare-and-set on its status, so a late or duplicate report can never move a job twice.
+The decisions are made in :mod:`anypod.jobs` and handed in as moves (:class:`jobs.Claim`,
+:class:`jobs.End`, ...); a store only persists them. Every method is a short transaction and
+every move is a compare-and-set on the job's status, so a late or duplicate report can never
+move a job twice. SQL lives in ``store/sql.py``, shared by the SQLite and PostgreSQL stores;
+``store/memory.py`` is the in-memory store for unit tests. All pass ``tests/store/``.
 """
 
 from __future__ import annotations
@@ -10,44 +13,9 @@ import abc
 import dataclasses
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from anypod import jobs, types
-
-INSERT_COLUMNS = (
-    "id, endpoint, priority, input, webhook, s3_config, execution_timeout_ms, ttl_ms, "
-    "low_priority, retention_ms, owner, max_attempts, created_at, expires_at"
-)
-
-
-def insert_values(new: jobs.NewJob) -> tuple[object, ...]:
-    """Values for the stores' INSERT, in :data:`INSERT_COLUMNS` order."""
-    return (
-        new.id,
-        new.endpoint,
-        new.priority,
-        new.input,
-        new.webhook,
-        new.s3_config,
-        new.policy.execution_timeout_ms,
-        new.policy.ttl_ms,
-        new.policy.low_priority,
-        new.retention_ms,
-        new.owner,
-        new.max_attempts,
-        new.created_at,
-        new.expires_at,
-    )
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Result:
-    """A worker's final report for a job."""
-
-    status: jobs.JobStatus
-    output: types.RawJSON | None = None
-    error: types.RawJSON | None = None
-    stop_pod: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -63,17 +31,17 @@ class Counts:
     retried: int = 0
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Sequence[Any]]) -> Counts:
-        """From ``(status, count, retried)`` rows, as both stores' GROUP BY returns them."""
+    def from_rows(cls, rows: Iterable[tuple[str, int, int | None]]) -> Counts:
+        """From ``(status, count, retried)`` rows, one per status."""
         rows = list(rows)
         by = {status: n for status, n, _ in rows}
         return cls(
-            in_queue=by.get("IN_QUEUE", 0),
-            in_progress=by.get("IN_PROGRESS", 0),
-            completed=by.get("COMPLETED", 0),
-            failed=by.get("FAILED", 0),
-            cancelled=by.get("CANCELLED", 0),
-            timed_out=by.get("TIMED_OUT", 0),
+            in_queue=by.get(jobs.S.IN_QUEUE, 0),
+            in_progress=by.get(jobs.S.IN_PROGRESS, 0),
+            completed=by.get(jobs.S.COMPLETED, 0),
+            failed=by.get(jobs.S.FAILED, 0),
+            cancelled=by.get(jobs.S.CANCELLED, 0),
+            timed_out=by.get(jobs.S.TIMED_OUT, 0),
             retried=sum(r or 0 for _, _, r in rows),
         )
 
@@ -132,7 +100,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def submit(self, new: jobs.NewJob) -> jobs.Job:
-        """Insert a queued job. Durable when this returns."""
+        """Insert a queued job. Durable when this returns; a duplicate id is a Conflict."""
+
+    @abc.abstractmethod
+    async def submit_many(self, new: Sequence[jobs.NewJob]) -> list[jobs.Job]:
+        """Insert queued jobs in one transaction: all of them, or (on a Conflict) none."""
 
     @abc.abstractmethod
     async def get(self, job_id: str) -> jobs.Job | None: ...
@@ -145,31 +117,24 @@ class Store(abc.ABC):
     async def counts(self, endpoint: str) -> Counts: ...
 
     @abc.abstractmethod
-    async def cancel(self, job_id: str, now: float) -> jobs.Job | None:
-        """Cancel an active job; a terminal job is returned unchanged; None if unknown."""
+    async def end(self, job_id: str, end: jobs.End) -> jobs.Job | None:
+        """End an active job (result, cancel); None, and nothing changed, if it was not."""
 
     @abc.abstractmethod
-    async def retry(self, job_id: str, now: float) -> jobs.Job | None:
-        """Re-queue a FAILED or TIMED_OUT job (same id and input); others unchanged."""
+    async def retry(self, job_id: str, retry: jobs.Retry) -> jobs.Job | None:
+        """Re-queue a FAILED or TIMED_OUT job (same id and input) and drop its stream chunks;
+        None, and nothing changed, for a job in any other state."""
 
     @abc.abstractmethod
-    async def purge_queue(self, endpoint: str, now: float) -> int:
-        """Cancel every IN_QUEUE job of an endpoint; return how many."""
+    async def purge_queue(self, endpoint: str, end: jobs.End) -> int:
+        """End every IN_QUEUE job of an endpoint with ``end``; return how many."""
 
     # --- worker side -------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def claim(
-        self, endpoint: str, worker_id: str, limit: int, now: float, lease_until: float
-    ) -> list[jobs.Job]:
-        """Move up to ``limit`` queued jobs to IN_PROGRESS for ``worker_id``.
-
-        Highest priority first, then oldest. Each claim counts as an attempt.
-        """
-
-    @abc.abstractmethod
-    async def finish(self, job_id: str, result: Result, now: float) -> jobs.Job | None:
-        """End an active job. Returns None (and changes nothing) if it was already terminal."""
+    async def claim(self, endpoint: str, limit: int, claim: jobs.Claim) -> list[jobs.Job]:
+        """Apply ``claim`` to up to ``limit`` queued jobs of ``endpoint`` whose TTL has not
+        passed: highest priority first, then oldest. Each claim counts as an attempt."""
 
     @abc.abstractmethod
     async def record_progress(self, job_id: str, output: types.RawJSON) -> bool:
@@ -177,7 +142,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def append_stream(self, job_id: str, output: types.RawJSON) -> bool:
-        """Append one ``/stream`` chunk to an IN_PROGRESS job."""
+        """Append one ``/stream`` chunk to an active job; False if it is not active."""
 
     @abc.abstractmethod
     async def drain_stream(self, job_id: str) -> list[types.RawJSON]:
@@ -192,7 +157,8 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def workers(self, endpoint: str | None, seen_since: float) -> list[WorkerInfo]: ...
+    async def workers(self, endpoint: str | None, seen_since: float) -> list[WorkerInfo]:
+        """Workers that pinged since ``seen_since`` (of ``endpoint``, or all), by id."""
 
     # --- sweeping ----------------------------------------------------------------------------
 
@@ -201,20 +167,22 @@ class Store(abc.ABC):
         """Active jobs whose TTL, execution deadline or lease has passed."""
 
     @abc.abstractmethod
-    async def apply_overdue(self, job_id: str, now: float) -> tuple[jobs.Job, jobs.Outcome] | None:
-        """Re-check :func:`jobs.overdue_outcome` inside a transaction and apply it."""
+    async def apply_overdue(self, job_id: str, now: float) -> tuple[jobs.Job, jobs.Job] | None:
+        """Re-decide :func:`jobs.overdue` on the job as it is now, atomically, and apply it.
+        Returns the job before and after, or None when nothing was due any more."""
 
     @abc.abstractmethod
     async def purge_finished(self, now: float) -> int:
-        """Delete finished jobs whose retention window has passed."""
+        """Delete finished jobs (and their chunks) whose retention window has passed, unless
+        a webhook delivery is still pending."""
 
     @abc.abstractmethod
     async def due_webhooks(self, now: float, limit: int, lease_until: float) -> list[jobs.Job]:
-        """Claim finished jobs with an undelivered webhook due now (hidden until lease_until)."""
+        """Claim finished jobs with a pending webhook due now (hidden until lease_until)."""
 
     @abc.abstractmethod
-    async def webhook_done(self, job_id: str, *, delivered: bool, retry_at: float | None) -> None:
-        """Record a delivery attempt. ``retry_at`` None with delivered False means give up."""
+    async def webhook_attempted(self, job_id: str, attempt: jobs.WebhookAttempt) -> None:
+        """Record a delivery attempt: one more attempt, the new state and next due time."""
 
     # --- credentials -------------------------------------------------------------------------
 

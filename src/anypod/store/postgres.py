@@ -1,4 +1,5 @@
-"""PostgreSQL store: the scale-out backend. asyncpg pool, one statement per hot-path call.
+"""PostgreSQL store: the scale-out backend. An asyncpg pool, one statement per hot-path call;
+what the store does is :class:`SQLStore`'s, with the statements of :mod:`store.sql`.
 
 Claims take ``FOR UPDATE SKIP LOCKED`` on a partial index, so replicas never hand out a job
 twice and a claim stays O(log n) in queue depth. Every driver error that means "the database
@@ -11,21 +12,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
-import orjson
 
-from anypod import errors, jobs, types
-from anypod.store import base, migrations
-from anypod.store import postgres_sql as q
+from anypod import errors, jobs
+from anypod.store import migrations, sql
+from anypod.store.sql_store import Decide, SQLStore, Step
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Connection = Any  # asyncpg ships no type hints
-DIALECT = "postgres"
+ADVISORY_LOCK_KEY = 0x616E79706F64  # "anypod": serialises migrations across replicas
+SCHEMA_TABLE = (
+    "CREATE TABLE IF NOT EXISTS anypod_schema (version integer PRIMARY KEY, name text NOT NULL,"
+    " applied_at timestamptz NOT NULL DEFAULT now())"
+)
 _DROPPED = (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError)
 _REFUSED = (
     asyncpg.exceptions.InsufficientResourcesError,  # e.g. too many connections
@@ -56,8 +60,8 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
 
 
-class PostgresStore(base.Store):
-    dialect = DIALECT
+class PostgresStore(SQLStore):
+    dialect = sql.POSTGRES
 
     def __init__(
         self,
@@ -106,13 +110,16 @@ class PostgresStore(base.Store):
                 pool.terminate()
 
     async def ping(self) -> None:
-        await self._fetchval("SELECT 1")
+        await self._fetchrow("SELECT 1", ())
 
     @contextlib.asynccontextmanager
     async def _translated(self) -> AsyncIterator[None]:
-        """The one place driver connection errors become :class:`errors.StoreUnavailable`."""
+        """The one place driver errors become domain errors: an unreachable database
+        :class:`errors.StoreUnavailable`, a duplicate key :class:`errors.Conflict`."""
         try:
             yield
+        except asyncpg.UniqueViolationError as exc:
+            raise errors.Conflict(f"duplicate key: {exc}") from exc
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
@@ -138,170 +145,78 @@ class PostgresStore(base.Store):
 
         return await self._connection_run(run)
 
-    async def _fetch(self, sql: str, *args: object) -> list[Any]:
-        return await self._connection_run(lambda conn: conn.fetch(sql, *args))
-
-    async def _fetchrow(self, sql: str, *args: object) -> Any:
-        return await self._connection_run(lambda conn: conn.fetchrow(sql, *args))
-
-    async def _fetchval(self, sql: str, *args: object) -> Any:
-        return await self._connection_run(lambda conn: conn.fetchval(sql, *args))
-
-    async def _execute(self, sql: str, *args: object) -> int:
-        status = await self._connection_run(lambda conn: conn.execute(sql, *args))
-        return q.row_count(status)
-
     # --- schema ------------------------------------------------------------------------------
 
     async def _prepare_schema(self, conn: Connection) -> None:
         if self._migrate:
             await _apply_pending(conn)
-        migrations.check(self.dialect, await schema_version(conn), redact(self.url))
+        migrations.check(self.dialect.name, await schema_version(conn), redact(self.url))
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations; return the versions applied."""
         return await self._connection_run(_apply_pending)
 
-    # --- client side -------------------------------------------------------------------------
+    # --- primitives --------------------------------------------------------------------------
 
-    async def submit(self, new: jobs.NewJob) -> jobs.Job:
-        try:
-            await self._execute(q.SUBMIT, *base.insert_values(new))
-        except asyncpg.UniqueViolationError as exc:
-            raise errors.Conflict(f"job id {new.id} already exists") from exc
-        return new.queued()
+    async def _fetch(self, statement: str, args: Sequence[object]) -> list[sql.Row]:
+        rows: list[sql.Row] = await self._connection_run(lambda c: c.fetch(statement, *args))
+        return rows
 
-    async def get(self, job_id: str) -> jobs.Job | None:
-        return _job(await self._fetchrow(q.GET, job_id))
+    async def _fetchrow(self, statement: str, args: Sequence[object]) -> sql.Row | None:
+        row: sql.Row | None = await self._connection_run(lambda c: c.fetchrow(statement, *args))
+        return row
 
-    async def list_jobs(self, query: base.JobQuery) -> list[jobs.Job]:
-        sql, params = q.list_jobs(query)
-        return [q.row_to_job(r) for r in await self._fetch(sql, *params)]
+    async def _execute(self, statement: str, args: Sequence[object]) -> int:
+        status = await self._connection_run(lambda c: c.execute(statement, *args))
+        return row_count(status)
 
-    async def counts(self, endpoint: str) -> base.Counts:
-        return base.Counts.from_rows(await self._fetch(q.COUNTS, endpoint))
+    async def _execute_many(self, statement: str, args: Sequence[Sequence[object]]) -> None:
+        await self._in_transaction(lambda c: c.executemany(statement, args))
 
-    async def cancel(self, job_id: str, now: float) -> jobs.Job | None:
-        ended = await self._end(job_id, base.Result(status=q.S.CANCELLED), now)
-        return ended or await self.get(job_id)
+    async def _script(self, steps: Sequence[Step]) -> list[list[sql.Row]]:
+        async def run(conn: Connection) -> list[list[sql.Row]]:
+            return [await conn.fetch(s, *a) for s, a in steps]
 
-    async def retry(self, job_id: str, now: float) -> jobs.Job | None:
-        retried = _job(await self._fetchrow(q.RETRY, now, job_id))
-        return retried or await self.get(job_id)
+        return await self._in_transaction(run)
 
-    async def purge_queue(self, endpoint: str, now: float) -> int:
-        return await self._execute(q.PURGE_QUEUE, now, endpoint)
+    async def _locked(
+        self, job_id: str, decide: Decide
+    ) -> tuple[jobs.Job, list[list[sql.Row]]] | None:
+        async def run(conn: Connection) -> tuple[jobs.Job, list[list[sql.Row]]] | None:
+            row = await conn.fetchrow(self.q.GET_FOR_UPDATE, job_id)
+            if row is None:
+                return None
+            job = sql.row_to_job(row)
+            return job, [await conn.fetch(s, *a) for s, a in decide(job)]
 
-    # --- worker side -------------------------------------------------------------------------
-
-    async def claim(
-        self, endpoint: str, worker_id: str, limit: int, now: float, lease_until: float
-    ) -> list[jobs.Job]:
-        rows = await self._fetch(q.CLAIM, worker_id, now, lease_until, endpoint, limit)
-        rows.sort(key=lambda r: (-r[0], r[1]))
-        return [q.row_to_job(r[1:]) for r in rows]
-
-    async def finish(self, job_id: str, result: base.Result, now: float) -> jobs.Job | None:
-        return await self._end(job_id, result, now)
-
-    async def _end(self, job_id: str, result: base.Result, now: float) -> jobs.Job | None:
-        return await self._connection_run(lambda conn: _end(conn, job_id, result, now))
-
-    async def record_progress(self, job_id: str, output: types.RawJSON) -> bool:
-        return await self._execute(q.PROGRESS, output, job_id) == 1
-
-    async def append_stream(self, job_id: str, output: types.RawJSON) -> bool:
-        return await self._execute(q.APPEND_STREAM, job_id, output) == 1
-
-    async def drain_stream(self, job_id: str) -> list[types.RawJSON]:
-        rows = await self._fetch(q.DRAIN_STREAM, job_id)
-        return [output for _, output in sorted(rows)]
-
-    async def renew_leases(self, worker: base.WorkerInfo, lease_until: float) -> list[str]:
-        w = worker
-        rows = await self._fetch(
-            q.RENEW_LEASES,
-            *(w.id, w.endpoint, w.last_seen, list(w.job_ids), w.gpu, w.version, w.unhealthy),
-            lease_until,
-        )
-        mine = {r[0] for r in rows}
-        return [j for j in worker.job_ids if j not in mine]
-
-    async def workers(self, endpoint: str | None, seen_since: float) -> list[base.WorkerInfo]:
-        return [q.row_to_worker(r) for r in await self._fetch(q.WORKERS, seen_since, endpoint)]
-
-    # --- sweeping ----------------------------------------------------------------------------
-
-    async def overdue(self, now: float, limit: int) -> list[jobs.Job]:
-        return [q.row_to_job(r) for r in await self._fetch(q.OVERDUE, now, limit)]
-
-    async def apply_overdue(self, job_id: str, now: float) -> tuple[jobs.Job, jobs.Outcome] | None:
-        return await self._in_transaction(lambda conn: _apply_overdue(conn, job_id, now))
-
-    async def purge_finished(self, now: float) -> int:
-        return int(await self._fetchval(q.PURGE_FINISHED, now))
-
-    async def due_webhooks(self, now: float, limit: int, lease_until: float) -> list[jobs.Job]:
-        return [q.row_to_job(r) for r in await self._fetch(q.DUE_WEBHOOKS, lease_until, now, limit)]
-
-    async def webhook_done(self, job_id: str, *, delivered: bool, retry_at: float | None) -> None:
-        state = "delivered" if delivered else ("pending" if retry_at is not None else "failed")
-        await self._execute(q.WEBHOOK_DONE, state, retry_at, job_id)
-
-    # --- credentials -------------------------------------------------------------------------
-
-    async def add_worker_token(self, endpoint: str, token_hash: str, now: float) -> None:
-        await self._execute(q.ADD_WORKER_TOKEN, token_hash, endpoint, now)
-
-    async def worker_token_endpoint(self, token_hash: str) -> str | None:
-        endpoint = await self._fetchval(q.WORKER_TOKEN, token_hash)
-        return None if endpoint is None else str(endpoint)
+        return await self._in_transaction(run)
 
 
-def _job(row: Any) -> jobs.Job | None:
-    return None if row is None else q.row_to_job(row)
-
-
-async def _end(conn: Connection, job_id: str, result: base.Result, now: float) -> jobs.Job | None:
-    """Move an active job to a terminal status; schedule its purge and webhook."""
-    row = await conn.fetchrow(
-        q.END, result.status.value, result.output, result.error, now, result.stop_pod, job_id
-    )
-    return _job(row)
-
-
-async def _apply_overdue(
-    conn: Connection, job_id: str, now: float
-) -> tuple[jobs.Job, jobs.Outcome] | None:
-    """Lock the row, re-decide with :func:`jobs.overdue_outcome`, apply (inside a transaction)."""
-    job = _job(await conn.fetchrow(q.GET_FOR_UPDATE, job_id))
-    outcome = jobs.overdue_outcome(job, now) if job else None
-    if job is None or outcome is None:
-        return None
-    if outcome.requeue:
-        after = _job(await conn.fetchrow(q.REQUEUE, job_id))
-    else:
-        error = None if outcome.error is None else orjson.dumps(outcome.error)
-        after = await _end(conn, job_id, base.Result(status=outcome.status, error=error), now)
-    return None if after is None else (after, outcome)
+def row_count(status: str) -> int:
+    """Rows touched, from a command tag such as ``UPDATE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def schema_version(conn: Connection) -> int:
-    if not await conn.fetchval(q.SCHEMA_EXISTS):
+    if not await conn.fetchval("SELECT to_regclass('anypod_schema') IS NOT NULL"):
         return 0
-    return int(await conn.fetchval(q.CURRENT_VERSION))
+    return int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM anypod_schema"))
 
 
 async def _apply_pending(conn: Connection) -> list[int]:
     """Apply pending migrations in one transaction, serialised across replicas by an advisory
     lock: a replica that waited finds the work done and applies nothing."""
     async with conn.transaction():
-        await conn.execute(q.LOCK, q.ADVISORY_LOCK_KEY)
-        await conn.execute(q.SCHEMA_TABLE)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", ADVISORY_LOCK_KEY)
+        await conn.execute(SCHEMA_TABLE)
         done = []
-        for migration in migrations.pending(DIALECT, await schema_version(conn)):
+        for migration in migrations.pending(PostgresStore.dialect.name, await schema_version(conn)):
             await conn.execute(migration.sql)
-            await conn.execute(q.RECORD_VERSION, migration.version, migration.name)
+            await conn.execute(
+                "INSERT INTO anypod_schema (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
             done.append(migration.version)
         return done
 

@@ -1,0 +1,404 @@
+"""Every SQL statement of the SQLite and PostgreSQL stores, written once, and the row codec.
+
+Statements are written with PostgreSQL's numbered parameters (``$1``, ``$2``); a
+:class:`Dialect` renders them for SQLite (``?1``, ``?2``: the same numbering) and fills in the
+few places where the two databases differ: row locks, a float literal, casts, and "is in this
+list" against an array parameter. Each hot-path operation is ONE statement, so it runs as an
+implicit transaction in one round trip. The status guards come from :mod:`anypod.jobs` (each
+move's ``SOURCES``), and each statement does what :func:`jobs.apply` does to a job.
+
+Schema changes live in ``migrations/<dialect>/NNNN_name.sql``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from anypod import jobs
+from anypod.store import base
+
+S = jobs.JobStatus
+Row = Sequence[Any]
+
+COLUMNS = (
+    "seq, id, endpoint, status, input, output, error, webhook, s3_config, execution_timeout_ms, "
+    "ttl_ms, low_priority, owner, worker_id, attempts, max_attempts, retention_ms, created_at, "
+    "expires_at, started_at, finished_at, lease_expires_at, stop_pod, webhook_state, "
+    "webhook_attempts"
+)
+INSERT_COLUMNS = (
+    "id, endpoint, priority, input, webhook, s3_config, execution_timeout_ms, ttl_ms, "
+    "low_priority, retention_ms, owner, max_attempts, created_at, expires_at"
+)
+WORKER_COLUMNS = "id, endpoint, last_seen, job_ids, gpu, version, unhealthy"
+_PARAM = re.compile(r"\$(\d+)")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Dialect:
+    """What differs between SQLite and PostgreSQL in the statements below."""
+
+    name: str
+    numbered: str  # how parameter N is written, with {n}
+    thousand: str  # 1000 as a double, so "ms / thousand" is seconds as a double
+    skip_locked: str  # row locks for claims: other claimers skip rows a claim holds
+    for_update: str
+    blob: str
+    text: str
+    in_array: str  # "<column> {in_array}" is true when the column is in the list parameter {n}
+    encode_ids: Callable[[Sequence[str]], object]  # a list of ids as that parameter
+    decode_ids: Callable[[Any], tuple[str, ...]]  # workers.job_ids as read back
+
+    def render(self, sql: str) -> str:
+        return _PARAM.sub(lambda m: self.numbered.format(n=m.group(1)), sql)
+
+    def any_of(self, n: int) -> str:
+        return self.in_array.format(n=n)
+
+    def cast(self, n: int, kind: str) -> str:
+        return f"CAST(${n} AS {kind})"
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    numbered="?{n}",
+    thousand="1000.0",
+    skip_locked="",  # one writer at a time: a claim runs alone
+    for_update="",
+    blob="BLOB",
+    text="TEXT",
+    in_array="IN (SELECT value FROM json_each(${n}))",
+    encode_ids=lambda ids: orjson.dumps(list(ids)).decode(),
+    decode_ids=lambda value: tuple(orjson.loads(value or "[]")),
+)
+POSTGRES = Dialect(
+    name="postgres",
+    numbered="${n}",
+    thousand="1000::float8",
+    skip_locked="FOR UPDATE SKIP LOCKED",
+    for_update="FOR UPDATE",
+    blob="bytea",
+    text="text",
+    in_array="= ANY(${n}::text[])",
+    encode_ids=list,
+    decode_ids=lambda value: tuple(value or ()),
+)
+DIALECTS = {d.name: d for d in (SQLITE, POSTGRES)}
+
+
+def _in(statuses: frozenset[jobs.JobStatus]) -> str:
+    return "(" + ", ".join(f"'{s.value}'" for s in sorted(statuses)) + ")"
+
+
+@dataclasses.dataclass(frozen=True)
+class Statements:
+    """The rendered statements of one dialect. Parameters are listed beside each."""
+
+    d: Dialect
+
+    def _r(self, sql: str) -> str:
+        return self.d.render(sql)
+
+    @property
+    def _end_set(self) -> str:
+        """The SET clause of :class:`jobs.End`: $1 status, $2 output, $3 error, $4 now,
+        $5 stop_pod. Schedules the purge and, for a job with a webhook, its delivery."""
+        return (
+            "SET status = $1, output = COALESCE($2, output), error = $3, finished_at = $4,"
+            f" purge_at = $4 + retention_ms / {self.d.thousand}, stop_pod = $5,"
+            " lease_expires_at = NULL, webhook_state = CASE WHEN webhook IS NULL THEN NULL"
+            f" ELSE '{jobs.WebhookState.PENDING}' END, webhook_next_at = $4"
+        )
+
+    # --- client side ---------------------------------------------------------------------------
+
+    @functools.cached_property
+    def SUBMIT(self) -> str:
+        """The values of :func:`insert_values`, in :data:`INSERT_COLUMNS` order."""
+        marks = ", ".join(f"${i + 1}" for i in range(INSERT_COLUMNS.count(",") + 1))
+        return self._r(
+            f"INSERT INTO jobs (status, {INSERT_COLUMNS}) VALUES ('{S.IN_QUEUE}', {marks})"
+        )
+
+    @functools.cached_property
+    def GET(self) -> str:
+        """$1 id."""
+        return self._r(f"SELECT {COLUMNS} FROM jobs WHERE id = $1")
+
+    @functools.cached_property
+    def GET_FOR_UPDATE(self) -> str:
+        """$1 id; locks the row until the transaction ends (PostgreSQL)."""
+        return self._r(f"SELECT {COLUMNS} FROM jobs WHERE id = $1 {self.d.for_update}")
+
+    @functools.cached_property
+    def COUNTS(self) -> str:
+        """$1 endpoint → (status, count, retried) rows."""
+        return self._r(
+            "SELECT status, COUNT(*), SUM(CASE WHEN attempts > 1 THEN 1 ELSE 0 END)"
+            " FROM jobs WHERE endpoint = $1 GROUP BY status"
+        )
+
+    @functools.cached_property
+    def END(self) -> str:
+        """:class:`jobs.End` (see ``_end_set``), $6 id."""
+        return self._r(
+            f"UPDATE jobs {self._end_set} WHERE id = $6 AND status IN {_in(jobs.End.SOURCES)}"
+            f" RETURNING {COLUMNS}"
+        )
+
+    @functools.cached_property
+    def PURGE_QUEUE(self) -> str:
+        """:class:`jobs.End` (see ``_end_set``) for every queued job of $6 endpoint."""
+        where = f"WHERE endpoint = $6 AND status = '{S.IN_QUEUE}'"
+        return self._r(f"UPDATE jobs {self._end_set} {where}")
+
+    @functools.cached_property
+    def RETRY(self) -> str:
+        """:class:`jobs.Retry`: $1 at, $2 id."""
+        return self._r(
+            f"UPDATE jobs SET status = '{S.IN_QUEUE}', output = NULL, error = NULL,"
+            " worker_id = NULL, started_at = NULL, finished_at = NULL, purge_at = NULL,"
+            " lease_expires_at = NULL, deadline_at = NULL, attempts = 0, stop_pod = false,"
+            " webhook_state = NULL, webhook_attempts = 0, webhook_next_at = NULL,"
+            f" expires_at = $1 + ttl_ms / {self.d.thousand}"
+            f" WHERE id = $2 AND status IN {_in(jobs.Retry.SOURCES)} RETURNING {COLUMNS}"
+        )
+
+    # --- worker side ---------------------------------------------------------------------------
+
+    @functools.cached_property
+    def CLAIM(self) -> str:
+        """:class:`jobs.Claim`: $1 worker, $2 now, $3 lease_until; $4 endpoint, $5 limit."""
+        return self._r(
+            f"UPDATE jobs SET status = '{S.IN_PROGRESS}', worker_id = $1,"
+            " attempts = attempts + 1, started_at = $2, lease_expires_at = $3,"
+            f" deadline_at = $2 + execution_timeout_ms / {self.d.thousand}"
+            f" WHERE seq IN (SELECT seq FROM jobs WHERE endpoint = $4 AND status = '{S.IN_QUEUE}'"
+            f" AND expires_at > $2 ORDER BY priority DESC, seq LIMIT $5 {self.d.skip_locked})"
+            f" RETURNING {COLUMNS}"
+        )
+
+    @functools.cached_property
+    def PROGRESS(self) -> str:
+        """$1 output, $2 id."""
+        return self._r(f"UPDATE jobs SET output = $1 WHERE id = $2 AND status = '{S.IN_PROGRESS}'")
+
+    @functools.cached_property
+    def APPEND_STREAM(self) -> str:
+        """$1 job id, $2 chunk; inserts nothing unless the job is active."""
+        return self._r(
+            f"INSERT INTO stream_chunks (job_id, output) SELECT {self.d.cast(1, self.d.text)},"
+            f" {self.d.cast(2, self.d.blob)} WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1"
+            f" AND status IN {_in(jobs.ACTIVE)})"
+        )
+
+    @functools.cached_property
+    def DRAIN_STREAM(self) -> str:
+        """$1 job id → (seq, output) rows, deleted."""
+        return self._r("DELETE FROM stream_chunks WHERE job_id = $1 RETURNING seq, output")
+
+    @functools.cached_property
+    def DELETE_STREAM(self) -> str:
+        """$1 job id."""
+        return self._r("DELETE FROM stream_chunks WHERE job_id = $1")
+
+    @functools.cached_property
+    def UPSERT_WORKER(self) -> str:
+        """The :data:`WORKER_COLUMNS` of a ping, $1..$7."""
+        return self._r(
+            f"INSERT INTO workers ({WORKER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (id) DO UPDATE SET endpoint = excluded.endpoint,"
+            " last_seen = excluded.last_seen, job_ids = excluded.job_ids, gpu = excluded.gpu,"
+            " version = excluded.version, unhealthy = excluded.unhealthy"
+        )
+
+    @functools.cached_property
+    def RENEW_LEASES(self) -> str:
+        """$1 lease_until, $2 ids (:meth:`Dialect.encode_ids`), $3 worker → renewed ids."""
+        return self._r(
+            f"UPDATE jobs SET lease_expires_at = $1 WHERE id {self.d.any_of(2)}"
+            f" AND worker_id = $3 AND status = '{S.IN_PROGRESS}' RETURNING id"
+        )
+
+    @functools.cached_property
+    def WORKERS(self) -> str:
+        """$1 seen_since, $2 endpoint or NULL for all."""
+        return self._r(
+            f"SELECT {WORKER_COLUMNS} FROM workers WHERE last_seen >= $1"
+            f" AND ({self.d.cast(2, self.d.text)} IS NULL OR endpoint = $2) ORDER BY id"
+        )
+
+    # --- sweeping ------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def OVERDUE(self) -> str:
+        """$1 now, $2 limit."""
+        return self._r(
+            f"SELECT {COLUMNS} FROM jobs WHERE seq IN ("
+            f"SELECT seq FROM jobs WHERE status = '{S.IN_PROGRESS}' AND lease_expires_at <= $1"
+            f" UNION SELECT seq FROM jobs WHERE status = '{S.IN_PROGRESS}' AND deadline_at <= $1"
+            f" UNION SELECT seq FROM jobs WHERE status IN {_in(jobs.ACTIVE)}"
+            " AND expires_at <= $1 LIMIT $2)"
+        )
+
+    @functools.cached_property
+    def REQUEUE(self) -> str:
+        """:class:`jobs.Requeue`: $1 id."""
+        return self._r(
+            f"UPDATE jobs SET status = '{S.IN_QUEUE}', worker_id = NULL, started_at = NULL,"
+            " lease_expires_at = NULL, deadline_at = NULL, output = NULL"
+            f" WHERE id = $1 AND status IN {_in(jobs.Requeue.SOURCES)} RETURNING {COLUMNS}"
+        )
+
+    @property
+    def _purgeable(self) -> str:
+        return (
+            f"purge_at <= $1 AND (webhook_state IS NULL OR"
+            f" webhook_state != '{jobs.WebhookState.PENDING}')"
+        )
+
+    @functools.cached_property
+    def PURGE_STREAMS(self) -> str:
+        """$1 now: the chunks of the jobs PURGE_FINISHED deletes."""
+        finished = f"SELECT id FROM jobs WHERE {self._purgeable}"
+        return self._r(f"DELETE FROM stream_chunks WHERE job_id IN ({finished})")
+
+    @functools.cached_property
+    def PURGE_FINISHED(self) -> str:
+        """$1 now → deleted ids."""
+        return self._r(f"DELETE FROM jobs WHERE {self._purgeable} RETURNING id")
+
+    @functools.cached_property
+    def DUE_WEBHOOKS(self) -> str:
+        """$1 lease_until, $2 now, $3 limit."""
+        return self._r(
+            "UPDATE jobs SET webhook_next_at = $1 WHERE seq IN (SELECT seq FROM jobs"
+            f" WHERE webhook_state = '{jobs.WebhookState.PENDING}' AND webhook_next_at <= $2"
+            f" ORDER BY webhook_next_at LIMIT $3 {self.d.skip_locked}) RETURNING {COLUMNS}"
+        )
+
+    @functools.cached_property
+    def WEBHOOK_ATTEMPTED(self) -> str:
+        """:class:`jobs.WebhookAttempt`: $1 state, $2 next_at; $3 id."""
+        return self._r(
+            "UPDATE jobs SET webhook_state = $1, webhook_attempts = webhook_attempts + 1,"
+            " webhook_next_at = $2 WHERE id = $3"
+        )
+
+    # --- credentials ---------------------------------------------------------------------------
+
+    @functools.cached_property
+    def ADD_WORKER_TOKEN(self) -> str:
+        """$1 token hash, $2 endpoint, $3 now."""
+        return self._r(
+            "INSERT INTO worker_tokens (token_hash, endpoint, created_at) VALUES ($1, $2, $3)"
+        )
+
+    @functools.cached_property
+    def WORKER_TOKEN(self) -> str:
+        """$1 token hash → endpoint."""
+        return self._r("SELECT endpoint FROM worker_tokens WHERE token_hash = $1")
+
+    def list_jobs(self, query: base.JobQuery) -> tuple[str, list[object]]:
+        """One page of the queue browser , newest first."""
+        clauses: list[str] = []
+        params: list[object] = []
+        for column, value in (
+            ("endpoint =", query.endpoint),
+            ("owner =", query.owner),
+            ("status =", query.status.value if query.status else None),
+            ("seq <", query.before_seq),
+        ):
+            if value is not None:
+                params.append(value)
+                clauses.append(f"{column} ${len(params)}")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        params.append(query.limit)
+        sql = f"SELECT {COLUMNS} FROM jobs {where} ORDER BY seq DESC LIMIT ${len(params)}"
+        return self._r(sql), params
+
+
+@functools.cache
+def for_dialect(name: str) -> Statements:
+    """The statements of ``sqlite`` or ``postgres``."""
+    return Statements(DIALECTS[name])
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def insert_values(new: jobs.NewJob) -> tuple[object, ...]:
+    """Values for SUBMIT, in :data:`INSERT_COLUMNS` order."""
+    return (
+        new.id,
+        new.endpoint,
+        new.priority,
+        new.input,
+        new.webhook,
+        new.s3_config,
+        new.policy.execution_timeout_ms,
+        new.policy.ttl_ms,
+        new.policy.low_priority,
+        new.retention_ms,
+        new.owner,
+        new.max_attempts,
+        new.created_at,
+        new.expires_at,
+    )
+
+
+def end_values(end: jobs.End) -> tuple[object, ...]:
+    """$1..$5 of END and PURGE_QUEUE."""
+    return (end.status.value, end.output, end.error, end.finished_at, end.stop_pod)
+
+
+def row_to_job(row: Row) -> jobs.Job:
+    """A job from a row of :data:`COLUMNS` (``seq`` first, not part of the job)."""
+    return jobs.Job(
+        id=row[1],
+        endpoint=row[2],
+        status=S(row[3]),
+        input=row[4],
+        output=row[5],
+        error=row[6],
+        webhook=row[7],
+        s3_config=row[8],
+        policy=jobs.Policy(execution_timeout_ms=row[9], ttl_ms=row[10], low_priority=bool(row[11])),
+        owner=row[12],
+        worker_id=row[13],
+        attempts=row[14],
+        max_attempts=row[15],
+        retention_ms=row[16],
+        created_at=row[17],
+        expires_at=row[18],
+        started_at=row[19],
+        finished_at=row[20],
+        lease_expires_at=row[21],
+        stop_pod=bool(row[22]),
+        webhook_state=None if row[23] is None else jobs.WebhookState(row[23]),
+        webhook_attempts=row[24],
+    )
+
+
+def claimed_in_order(rows: Sequence[Row]) -> list[jobs.Job]:
+    """Claimed rows come back in no particular order: priority first, then age."""
+    return [row_to_job(r) for r in sorted(rows, key=lambda r: (bool(r[11]), r[0]))]
+
+
+def row_to_worker(row: Row, dialect: Dialect) -> base.WorkerInfo:
+    """A worker from a row of :data:`WORKER_COLUMNS`."""
+    return base.WorkerInfo(
+        id=row[0],
+        endpoint=row[1],
+        last_seen=row[2],
+        job_ids=dialect.decode_ids(row[3]),
+        gpu=row[4],
+        version=row[5],
+        unhealthy=row[6],
+    )

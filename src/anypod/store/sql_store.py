@@ -1,0 +1,169 @@
+"""The store on a SQL database: every :class:`base.Store` method once, as statements of
+:mod:`store.sql`, over five primitives that the SQLite and PostgreSQL backends provide.
+
+A backend only connects, runs statements, keeps transactions and maps its driver's errors:
+a duplicate key becomes :class:`errors.Conflict`, an unreachable database
+:class:`errors.StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+
+from anypod import errors, jobs, types
+from anypod.store import base, sql
+
+Step = tuple[str, Sequence[object]]
+"""One statement and its parameters."""
+Decide = Callable[[jobs.Job], Sequence[Step]]
+
+
+class SQLStore(base.Store):
+    dialect: sql.Dialect
+
+    @property
+    def q(self) -> sql.Statements:
+        return sql.for_dialect(self.dialect.name)
+
+    # --- primitives --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _fetch(self, statement: str, args: Sequence[object]) -> list[sql.Row]: ...
+
+    @abc.abstractmethod
+    async def _fetchrow(self, statement: str, args: Sequence[object]) -> sql.Row | None: ...
+
+    @abc.abstractmethod
+    async def _execute(self, statement: str, args: Sequence[object]) -> int:
+        """Run a statement; return how many rows it changed."""
+
+    @abc.abstractmethod
+    async def _execute_many(self, statement: str, args: Sequence[Sequence[object]]) -> None:
+        """One statement for each parameter tuple, in one transaction."""
+
+    @abc.abstractmethod
+    async def _script(self, steps: Sequence[Step]) -> list[list[sql.Row]]:
+        """The steps in one transaction; each step's rows."""
+
+    @abc.abstractmethod
+    async def _locked(
+        self, job_id: str, decide: Decide
+    ) -> tuple[jobs.Job, list[list[sql.Row]]] | None:
+        """In one transaction: read the job (locking its row), ``decide`` the steps from it,
+        run them. Returns the job as read and each step's rows; None for an unknown job."""
+
+    # --- client side -------------------------------------------------------------------------
+
+    async def submit(self, new: jobs.NewJob) -> jobs.Job:
+        try:
+            await self._execute(self.q.SUBMIT, sql.insert_values(new))
+        except errors.Conflict as exc:
+            raise errors.Conflict(f"job id {new.id} already exists") from exc
+        return new.queued()
+
+    async def submit_many(self, new: Sequence[jobs.NewJob]) -> list[jobs.Job]:
+        if new:
+            await self._execute_many(self.q.SUBMIT, [sql.insert_values(n) for n in new])
+        return [n.queued() for n in new]
+
+    async def get(self, job_id: str) -> jobs.Job | None:
+        return _job(await self._fetchrow(self.q.GET, (job_id,)))
+
+    async def list_jobs(self, query: base.JobQuery) -> list[jobs.Job]:
+        statement, params = self.q.list_jobs(query)
+        return [sql.row_to_job(r) for r in await self._fetch(statement, params)]
+
+    async def counts(self, endpoint: str) -> base.Counts:
+        rows = await self._fetch(self.q.COUNTS, (endpoint,))
+        return base.Counts.from_rows((r[0], r[1], r[2]) for r in rows)
+
+    async def end(self, job_id: str, end: jobs.End) -> jobs.Job | None:
+        return _job(await self._fetchrow(self.q.END, (*sql.end_values(end), job_id)))
+
+    async def retry(self, job_id: str, retry: jobs.Retry) -> jobs.Job | None:
+        def steps(job: jobs.Job) -> list[Step]:
+            if job.status not in retry.SOURCES:
+                return []
+            return [(self.q.RETRY, (retry.at, job_id)), (self.q.DELETE_STREAM, (job_id,))]
+
+        done = await self._locked(job_id, steps)
+        return _job(done[1][0][0]) if done and done[1] and done[1][0] else None
+
+    async def purge_queue(self, endpoint: str, end: jobs.End) -> int:
+        return await self._execute(self.q.PURGE_QUEUE, (*sql.end_values(end), endpoint))
+
+    # --- worker side -------------------------------------------------------------------------
+
+    async def claim(self, endpoint: str, limit: int, claim: jobs.Claim) -> list[jobs.Job]:
+        args = (claim.worker_id, claim.started_at, claim.lease_expires_at, endpoint, limit)
+        return sql.claimed_in_order(await self._fetch(self.q.CLAIM, args))
+
+    async def record_progress(self, job_id: str, output: types.RawJSON) -> bool:
+        return await self._execute(self.q.PROGRESS, (output, job_id)) == 1
+
+    async def append_stream(self, job_id: str, output: types.RawJSON) -> bool:
+        return await self._execute(self.q.APPEND_STREAM, (job_id, output)) == 1
+
+    async def drain_stream(self, job_id: str) -> list[types.RawJSON]:
+        rows = await self._fetch(self.q.DRAIN_STREAM, (job_id,))
+        return [r[1] for r in sorted(rows, key=lambda r: r[0])]
+
+    async def renew_leases(self, worker: base.WorkerInfo, lease_until: float) -> list[str]:
+        w, ids = worker, self.dialect.encode_ids(worker.job_ids)
+        seen = (w.id, w.endpoint, w.last_seen, ids, w.gpu, w.version, w.unhealthy)
+        steps: list[Step] = [(self.q.UPSERT_WORKER, seen)]
+        if w.job_ids:
+            steps.append((self.q.RENEW_LEASES, (lease_until, ids, w.id)))
+        results = await self._script(steps)
+        mine = {r[0] for r in results[1]} if w.job_ids else set()
+        return [j for j in w.job_ids if j not in mine]
+
+    async def workers(self, endpoint: str | None, seen_since: float) -> list[base.WorkerInfo]:
+        rows = await self._fetch(self.q.WORKERS, (seen_since, endpoint))
+        return [sql.row_to_worker(r, self.dialect) for r in rows]
+
+    # --- sweeping ----------------------------------------------------------------------------
+
+    async def overdue(self, now: float, limit: int) -> list[jobs.Job]:
+        return [sql.row_to_job(r) for r in await self._fetch(self.q.OVERDUE, (now, limit))]
+
+    async def apply_overdue(self, job_id: str, now: float) -> tuple[jobs.Job, jobs.Job] | None:
+        def steps(job: jobs.Job) -> list[Step]:
+            move = jobs.overdue(job, now)
+            if isinstance(move, jobs.End):
+                return [(self.q.END, (*sql.end_values(move), job_id))]
+            if isinstance(move, jobs.Requeue):
+                return [(self.q.REQUEUE, (job_id,))]
+            return []
+
+        done = await self._locked(job_id, steps)
+        if done is None or not done[1] or not done[1][0]:
+            return None
+        return done[0], sql.row_to_job(done[1][0][0])
+
+    async def purge_finished(self, now: float) -> int:
+        steps = [(self.q.PURGE_STREAMS, (now,)), (self.q.PURGE_FINISHED, (now,))]
+        results = await self._script(steps)
+        return len(results[1])
+
+    async def due_webhooks(self, now: float, limit: int, lease_until: float) -> list[jobs.Job]:
+        rows = await self._fetch(self.q.DUE_WEBHOOKS, (lease_until, now, limit))
+        return [sql.row_to_job(r) for r in rows]
+
+    async def webhook_attempted(self, job_id: str, attempt: jobs.WebhookAttempt) -> None:
+        args = (attempt.state.value, attempt.next_at, job_id)
+        await self._execute(self.q.WEBHOOK_ATTEMPTED, args)
+
+    # --- credentials -------------------------------------------------------------------------
+
+    async def add_worker_token(self, endpoint: str, token_hash: str, now: float) -> None:
+        await self._execute(self.q.ADD_WORKER_TOKEN, (token_hash, endpoint, now))
+
+    async def worker_token_endpoint(self, token_hash: str) -> str | None:
+        row = await self._fetchrow(self.q.WORKER_TOKEN, (token_hash,))
+        return None if row is None else str(row[0])
+
+
+def _job(row: sql.Row | None) -> jobs.Job | None:
+    return None if row is None else sql.row_to_job(row)
