@@ -20,9 +20,26 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from anypod import batching, errors, submission
+from anypod import batching, errors, jobs
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Defaults:
+    """Endpoint-level defaults applied where a submission is silent."""
+
+    execution_timeout_ms: int = jobs.DEFAULT_EXECUTION_TIMEOUT_MS
+    ttl_ms: int = jobs.DEFAULT_TTL_MS
+    max_attempts: int = 3
+
+    def policy(self, submission: jobs.Submission) -> jobs.Policy:
+        timeout, ttl = submission.execution_timeout_ms, submission.ttl_ms
+        return jobs.Policy(
+            execution_timeout_ms=self.execution_timeout_ms if timeout is None else timeout,
+            ttl_ms=self.ttl_ms if ttl is None else ttl,
+            low_priority=submission.low_priority,
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -32,7 +49,7 @@ class Endpoint:
     workers: int = 1
     concurrency: int = 1
     batch: batching.BatchSpec | None = None
-    defaults: submission.Defaults = dataclasses.field(default_factory=submission.Defaults)
+    defaults: Defaults = dataclasses.field(default_factory=Defaults)
 
 
 def check_name(name: str) -> str:
@@ -79,7 +96,7 @@ def _endpoint(name: str, spec: Any, path: str | Path) -> Endpoint:
     unknown = sorted(set(spec) - _FIELDS)
     if unknown:
         raise errors.ConfigError(f"{path}: endpoints.{name}: unknown key {unknown[0]!r}")
-    defaults = submission.Defaults(
+    defaults = Defaults(
         execution_timeout_ms=int(spec.get("execution_timeout_ms", 600_000)),
         ttl_ms=int(spec.get("ttl_ms", 86_400_000)),
         max_attempts=int(spec.get("max_attempts", 3)),

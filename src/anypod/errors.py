@@ -1,4 +1,6 @@
-"""The one exception tree of anypod. Standard library only; no HTTP status codes here.
+"""The one exception tree of anypod. Standard library only; the HTTP status of each class is in
+:mod:`anypod.protocols.errors`, which the server answers with and the SDK raises from, so
+``except errors.JobNotFound`` works on both sides of the wire.
 
 AnypodError
 ├── InvalidRequest          bad input from a client or worker (names the field)
@@ -12,8 +14,11 @@ AnypodError
 ├── SchemaMismatch          the database schema is not the one this version expects
 ├── ConfigError             a settings or endpoint file is wrong
 ├── HandlerLoadError        the worker could not load the user's handler
-├── ClientError             the SDK got an error reply (carries status code and body)
+├── ClientError             the SDK got an error reply no class above stands for
 └── Unreachable             the SDK could not reach the server
+
+An error the SDK raised from a reply carries the reply's ``status_code`` and decoded ``body``;
+raised anywhere else, both are None.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from typing import Any
 
 class AnypodError(Exception):
     """An anypod error."""
+
+    status_code: int | None = None
+    body: Any = None
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.__doc__ or type(self).__name__)

@@ -1,8 +1,11 @@
-"""The use cases, shared by every store and every HTTP replica.
+"""The use cases, shared by every store, every wire format and every API replica.
 
-Client side: submit, wait, status, stream, cancel, retry, purge, health.
-Worker side: take, report, stream chunk, ping, stop signals.
-Long-polls wait on the :class:`notifier.Notifier`; nothing here polls the database on a timer.
+Client side: submit, wait, status, stream, cancel, retry, purge, health. Worker side: take,
+report, stream chunk, ping, stop signals. Sweeping: timeouts, TTLs, lapsed leases, retention.
+
+It takes and returns domain records (:mod:`anypod.jobs`); wire formats live in
+:mod:`anypod.protocols`. Every move of a job is decided in :mod:`anypod.jobs` and persisted by
+the store. Long-polls wait on the :class:`notifier.Notifier`; nothing here polls on a timer.
 """
 
 from __future__ import annotations
@@ -15,13 +18,10 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
 
-import orjson
-
-from anypod import errors, jobs, notifier, submission, types
+from anypod import errors, jobs, notifier, types
 from anypod.endpoints import Endpoint
-from anypod.store import Counts, Result, Store, WorkerInfo
+from anypod.store import Counts, Store, WorkerInfo
 
 log = logging.getLogger(__name__)
 S = jobs.JobStatus
@@ -34,8 +34,7 @@ class Timing:
     run_retention_ms: int = 1_800_000
     sync_retention_ms: int = 60_000
     lease: float = 30.0
-    take_hold: float = 30.0
-    stop_hold: float = 30.0
+    take_hold: float = 30.0  # how long job-take and job-stop are held when there is nothing
     ping_interval: float = 10.0
     runsync_wait_ms: int = 90_000
     max_wait_ms: int = 300_000
@@ -48,6 +47,12 @@ class EndpointHealth:
     idle_workers: int
     running_workers: int
     unhealthy_workers: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServerHealth:
+    store: bool  # the store answered
+    workers: list[WorkerInfo]  # seen in the last three ping intervals
 
 
 def new_job_id(sync: bool) -> str:
@@ -90,36 +95,38 @@ class JobService:
     async def submit(
         self,
         endpoint: str,
-        body: types.JSONDict,
+        submission: jobs.Submission,
         *,
         sync: bool = False,
         owner: str | None = None,
         job_id: str | None = None,
     ) -> jobs.Job:
         ep = self.endpoint(endpoint)
-        retention = self.timing.sync_retention_ms if sync else self.timing.run_retention_ms
-        new = submission.parse(
-            body,
-            job_id=job_id or self.new_id(sync),
+        new = jobs.NewJob(
+            id=job_id or self.new_id(sync),
             endpoint=endpoint,
-            now=self.clock(),
-            retention_ms=retention,
-            defaults=ep.defaults,
+            input=submission.input,
+            policy=ep.defaults.policy(submission),
+            webhook=submission.webhook,
+            s3_config=submission.s3_config,
             owner=owner,
+            retention_ms=self.timing.sync_retention_ms if sync else self.timing.run_retention_ms,
+            max_attempts=ep.defaults.max_attempts,
+            created_at=self.clock(),
         )
         job = await self.store.submit(new)
         self.notifier.notify(notifier.queue_topic(endpoint))
         return job
 
-    async def run_sync(
-        self, endpoint: str, body: types.JSONDict, timeout: float, owner: str | None = None
+    async def submit_and_wait(
+        self, endpoint: str, submission: jobs.Submission, timeout: float, owner: str | None = None
     ) -> jobs.Job:
         """Submit and hold until done or ``timeout``: listening starts before the submit, so
         the common case needs no read of the job at all."""
         loop = asyncio.get_running_loop()
         started, job_id = loop.time(), self.new_id(True)
         with self.notifier.listen(notifier.job_topic(job_id)) as listener:
-            job = await self.submit(endpoint, body, sync=True, owner=owner, job_id=job_id)
+            job = await self.submit(endpoint, submission, sync=True, owner=owner, job_id=job_id)
             await listener.wait(timeout)
             if isinstance(listener.payload, jobs.Job) and listener.payload.terminal:
                 return listener.payload
@@ -168,30 +175,27 @@ class JobService:
 
     async def cancel(self, endpoint: str, job_id: str) -> jobs.Job:
         before = await self.get(endpoint, job_id)
-        job = await self.store.cancel(job_id, self.clock())
-        if job is None:
-            raise errors.JobNotFound(f"no job {job_id!r} on endpoint {endpoint!r}")
-        if not before.terminal:
-            self._ended(before, job)
+        job = await self.store.end(job_id, jobs.cancel(self.clock()))
+        if job is None:  # already finished: cancelling changes nothing
+            return await self.get(endpoint, job_id)
+        self._ended(before, job)
         return job
 
     async def retry(self, endpoint: str, job_id: str) -> jobs.Job:
         before = await self.get(endpoint, job_id)
-        if before.status not in jobs.RETRYABLE:
+        job = await self.store.retry(job_id, jobs.retry(self.clock()))
+        if job is None:
             raise errors.Conflict(
                 f"job {job_id} is {before.status.value}; "
                 "only FAILED or TIMED_OUT jobs can be retried"
             )
-        job = await self.store.retry(job_id, self.clock())
-        if job is None or job.status is not S.IN_QUEUE:
-            raise errors.Conflict(f"job {job_id} changed state; not retried")
         self.notifier.notify(notifier.queue_topic(endpoint))
         return job
 
     async def purge_queue(self, endpoint: str) -> int:
         self.endpoint(endpoint)
         self._counts.pop(endpoint, None)
-        return await self.store.purge_queue(endpoint, self.clock())
+        return await self.store.purge_queue(endpoint, jobs.cancel(self.clock()))
 
     async def counts(self, endpoint: str) -> Counts:
         """Jobs by status, at most ``timing.counts_cache`` seconds old: counting is a scan
@@ -207,7 +211,7 @@ class JobService:
     async def health(self, endpoint: str) -> EndpointHealth:
         self.endpoint(endpoint)
         counts = await self.counts(endpoint)
-        seen = await self.store.workers(endpoint, self.clock() - 3 * self.timing.ping_interval)
+        seen = await self.store.workers(endpoint, self._seen_since())
         running = sum(1 for w in seen if w.job_ids)
         unhealthy = sum(1 for w in seen if w.unhealthy)
         return EndpointHealth(
@@ -216,6 +220,17 @@ class JobService:
             running_workers=running,
             unhealthy_workers=unhealthy,
         )
+
+    async def server_health(self) -> ServerHealth:
+        try:
+            await self.store.ping()
+            workers = await self.store.workers(None, self._seen_since())
+        except errors.StoreUnavailable:
+            return ServerHealth(store=False, workers=[])
+        return ServerHealth(store=True, workers=workers)
+
+    def _seen_since(self) -> float:
+        return self.clock() - 3 * self.timing.ping_interval
 
     # --- worker side -------------------------------------------------------------------------
 
@@ -237,46 +252,33 @@ class JobService:
         await self.store.add_worker_token(endpoint, hash_token(token), self.clock())
         return token
 
-    async def take(self, endpoint: str, worker_id: str, limit: int, hold: float) -> list[jobs.Job]:
-        """Claim up to ``limit`` jobs, holding the request up to ``hold`` seconds for one."""
+    async def take(self, endpoint: str, worker_id: str, limit: int) -> list[jobs.Job]:
+        """Claim up to ``limit`` jobs, holding the request up to ``timing.take_hold`` for one."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + hold
+        deadline = loop.time() + self.timing.take_hold
         while True:
             with self.notifier.listen(notifier.queue_topic(endpoint)) as listener:
-                now = self.clock()
-                taken = await self.store.claim(
-                    endpoint, worker_id, limit, now, now + self.timing.lease
-                )
+                claim = jobs.claim(worker_id, self.clock(), self.timing.lease)
+                taken = await self.store.claim(endpoint, limit, claim)
                 remaining = deadline - loop.time()
                 if taken or remaining <= 0 or self.notifier.closed:
                     return taken
                 await listener.wait(remaining)
 
-    async def report(self, worker_id: str, job_id: str, body: Any) -> None:
-        """A worker's ``job-done`` post: progress (``status: IN_PROGRESS``) or the result."""
-        if not isinstance(body, dict):
-            raise errors.InvalidRequest("job-done body must be a JSON object", field="body")
-        if body.get("status") == S.IN_PROGRESS.value:
-            if await self.store.record_progress(job_id, orjson.dumps(body.get("output"))):
+    async def report(self, worker_id: str, job_id: str, report: jobs.Report) -> None:
+        """A worker's progress update or result. A result for a finished job is dropped."""
+        if isinstance(report, jobs.Progress):
+            if await self.store.record_progress(job_id, report.output):
                 self.notifier.notify(notifier.job_topic(job_id))
             return
-        error = body.get("error")
-        result = Result(
-            status=S.FAILED if error is not None else S.COMPLETED,
-            output=orjson.dumps(body["output"]) if "output" in body else None,
-            error=orjson.dumps(error) if error is not None else None,
-            stop_pod=bool(body.get("stopPod")),
-        )
-        job = await self.store.finish(job_id, result, self.clock())
+        job = await self.store.end(job_id, jobs.finish(report, self.clock()))
         if job is None:
             log.info("dropped a late result from %s for finished job %s", worker_id, job_id)
             return
         self._notify_end(job)
 
-    async def stream_chunk(self, job_id: str, body: Any) -> None:
-        if not isinstance(body, dict):
-            raise errors.InvalidRequest("job-stream body must be a JSON object", field="body")
-        if await self.store.append_stream(job_id, orjson.dumps(body.get("output"))):
+    async def stream_chunk(self, job_id: str, chunk: types.RawJSON) -> None:
+        if await self.store.append_stream(job_id, chunk):
             self.notifier.notify(notifier.job_topic(job_id))
 
     async def ping(self, worker: WorkerInfo) -> None:
@@ -284,12 +286,12 @@ class JobService:
         if stale:
             self._request_stop(worker.id, stale)
 
-    async def stop_signals(self, worker_id: str, hold: float) -> list[str]:
-        """Held until some of this worker's jobs must stop. Stops decided on other replicas
-        arrive as the notification's payload (comma-separated job ids)."""
+    async def stop_signals(self, worker_id: str) -> list[str]:
+        """Held (up to ``timing.take_hold``) until some of this worker's jobs must stop. Stops
+        decided on other replicas arrive as the notification's payload (comma-separated ids)."""
         with self.notifier.listen(notifier.stop_topic(worker_id)) as listener:
             if not self._stops.get(worker_id):
-                await listener.wait(hold)
+                await listener.wait(self.timing.take_hold)
             for payload in listener.payloads:
                 if isinstance(payload, str):
                     self._stops.setdefault(worker_id, set()).update(payload.split(","))
@@ -320,15 +322,17 @@ class JobService:
             applied = await self.store.apply_overdue(job.id, now)
             if applied is None:
                 continue
-            after, outcome = applied
             moved += 1
-            if outcome.requeue:
-                log.warning("job %s: worker %s lapsed; re-queued", job.id, job.worker_id)
-                self.notifier.notify(notifier.queue_topic(job.endpoint))
-                if job.worker_id:
-                    self._request_stop(job.worker_id, [job.id])
-            else:
-                log.warning("job %s: %s", job.id, outcome.error)
-                self._ended(job, after)
+            self._swept(*applied)
         await self.store.purge_finished(now)
         return moved
+
+    def _swept(self, before: jobs.Job, after: jobs.Job) -> None:
+        if after.status is S.IN_QUEUE:
+            log.warning("job %s: worker %s lapsed; re-queued", before.id, before.worker_id)
+            self.notifier.notify(notifier.queue_topic(before.endpoint))
+            if before.worker_id:
+                self._request_stop(before.worker_id, [before.id])
+        else:
+            log.warning("job %s: %s", before.id, (after.error or b"").decode(errors="replace"))
+            self._ended(before, after)

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from anypod import jobs, wire
+from anypod import jobs, notifier
+from anypod.protocols.runpod import render
 from anypod.store import Store
 
 log = logging.getLogger(__name__)
@@ -56,21 +57,48 @@ async def is_private_target(url: str) -> bool:
 
 
 class WebhookSender:
+    """Delivers due webhooks: woken when a job with a webhook ends, and at least every
+    ``interval`` seconds for retries."""
+
+    name = "webhooks"
+
     def __init__(
         self,
         store: Store,
         policy: WebhookPolicy,
         *,
+        wakeups: notifier.Notifier,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float],
+        interval: float = 1.0,
     ) -> None:
         self.store = store
         self.policy = policy
+        self.wakeups = wakeups
         self.client = client or httpx.AsyncClient(timeout=policy.timeout)
         self.clock = clock
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
 
-    async def aclose(self) -> None:
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._deliver_forever(), name="anypod-webhooks")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         await self.client.aclose()
+
+    async def _deliver_forever(self) -> None:
+        while not self.wakeups.closed:  # closed: shutting down, waits return at once
+            with self.wakeups.listen(notifier.WEBHOOKS) as listener:
+                try:
+                    busy = await self.deliver_due()
+                except Exception:
+                    log.exception("webhook delivery failed")
+                    busy = 0
+                if not busy:
+                    await listener.wait(self.interval)
 
     async def deliver_due(self, limit: int = 64) -> int:
         now = self.clock()
@@ -81,20 +109,23 @@ class WebhookSender:
     async def _deliver(self, job: jobs.Job) -> None:
         assert job.webhook is not None
         attempt = job.webhook_attempts + 1
-        delivered = await self._post(job, attempt)
-        retry_at = None
-        if not delivered and attempt < self.policy.attempts:
-            retry_at = self.clock() + self.policy.retry_delay
-        if not delivered and retry_at is None:
+        outcome = jobs.webhook_attempted(
+            attempt,
+            delivered=await self._post(job, attempt),
+            max_attempts=self.policy.attempts,
+            retry_delay=self.policy.retry_delay,
+            now=self.clock(),
+        )
+        if outcome.state is jobs.WebhookState.FAILED:
             log.warning("webhook for job %s abandoned after %d attempts", job.id, attempt)
-        await self.store.webhook_done(job.id, delivered=delivered, retry_at=retry_at)
+        await self.store.webhook_attempted(job.id, outcome)
 
     async def _post(self, job: jobs.Job, attempt: int) -> bool:
         url = job.webhook or ""
         if not self.policy.allow_private and await is_private_target(url):
             log.warning("webhook for job %s refused: %s is a private address", job.id, url)
             return False
-        body = orjson.dumps(wire.webhook_payload(job, self.clock()))
+        body = orjson.dumps(render.webhook_payload(job, self.clock()))
         headers = {
             "Content-Type": "application/json",
             "X-Anypod-Job-Id": job.id,

@@ -6,7 +6,7 @@ import json
 
 import orjson
 
-from anypod.worker import results
+from anypod.protocols.runpod import results
 
 
 def test_return_values_follow_runpod() -> None:

@@ -1,3 +1,5 @@
+"""RunPod's ``/run`` body: validated by its schema, turned into a domain submission."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -5,17 +7,19 @@ from typing import Any
 import orjson
 import pytest
 
-from anypod import errors, submission
+from anypod import errors, jobs
+from anypod.endpoints import Defaults
+from anypod.http import requests
+from anypod.protocols.runpod import schemas, submission
 
 
-def parse(body: dict[str, Any]) -> Any:
-    return submission.parse(
-        body, job_id="x", endpoint="e", now=100.0, retention_ms=1000, defaults=submission.Defaults()
-    )
+def parse(body: Any) -> jobs.Submission:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return submission.from_run(requests.body(schemas.RunRequest, raw))
 
 
 def test_valid_body_with_everything() -> None:
-    new = parse(
+    sub = parse(
         {
             "input": {"a": 1},
             "webhook": "https://h/cb",
@@ -24,10 +28,18 @@ def test_valid_body_with_everything() -> None:
             "unknownTopLevel": "dropped",
         }
     )
-    assert orjson.loads(new.input) == {"a": 1} and new.webhook == "https://h/cb"
-    assert new.policy.execution_timeout_ms == 5000 and new.policy.low_priority
-    assert new.priority < 0 and new.expires_at == 120.0
-    assert orjson.loads(new.s3_config) == {"bucketName": "b"}
+    assert orjson.loads(sub.input) == {"a": 1} and sub.webhook == "https://h/cb"
+    policy = Defaults().policy(sub)
+    assert policy.execution_timeout_ms == 5000 and policy.low_priority and policy.ttl_ms == 20_000
+    assert sub.s3_config is not None and orjson.loads(sub.s3_config) == {"bucketName": "b"}
+
+
+def test_silent_policy_takes_the_endpoints_defaults() -> None:
+    sub = parse({"input": {}, "webhook": ""})
+    assert sub.webhook is None
+    policy = Defaults(execution_timeout_ms=7000, ttl_ms=60_000).policy(sub)
+    assert (policy.execution_timeout_ms, policy.ttl_ms) == (7000, 60_000)
+    assert not policy.low_priority
 
 
 @pytest.mark.parametrize(
@@ -41,21 +53,25 @@ def test_valid_body_with_everything() -> None:
         ({"input": {}, "policy": []}, "policy"),
         ({"input": {}, "policy": {"ttl": "10"}}, "policy.ttl"),
         ({"input": {}, "policy": {"ttl": 5}}, "policy.ttl"),
+        ({"input": {}, "policy": {"ttl": 10_000.5}}, "policy.ttl"),
         ({"input": {}, "policy": {"executionTimeout": 1000}}, "policy.executionTimeout"),
         ({"input": {}, "policy": {"executionTimeout": True}}, "policy.executionTimeout"),
         ({"input": {}, "policy": {"lowPriority": "yes"}}, "policy.lowPriority"),
         ({"input": {}, "policy": {"priority": 1}}, "policy.priority"),
         ({"input": {}, "s3Config": "x"}, "s3Config"),
+        (b'{"input": {"big": 1180591620717411303424}}', "input"),  # no silent rounding
     ],
 )
-def test_bad_bodies_name_the_field(body: dict[str, Any], field: str) -> None:
+def test_bad_bodies_name_the_field(body: Any, field: str) -> None:
     with pytest.raises(errors.InvalidRequest) as caught:
         parse(body)
     assert caught.value.field == field
 
 
-@pytest.mark.parametrize("raw", [b"", b"  ", b"{", b"[1,2]", b'"s"', b"null"])
-def test_decode_body_rejects_non_objects(raw: bytes) -> None:
+@pytest.mark.parametrize(
+    "raw", [b"", b"  ", b"{", b"[1,2]", b'"s"', b"null", b"[" * 5000 + b"]" * 5000]
+)
+def test_decode_rejects_non_objects(raw: bytes) -> None:
     with pytest.raises(errors.InvalidRequest) as caught:
-        submission.decode_body(raw)
+        parse(raw)
     assert caught.value.field == "body"

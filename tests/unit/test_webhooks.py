@@ -11,9 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from anypod import jobs
+from anypod import jobs, notifier
 from anypod import store as stores
-from anypod.store import Result
 from anypod.webhooks import WebhookPolicy, WebhookSender
 
 T0 = 1_800_000_000.0
@@ -46,8 +45,8 @@ async def finished_job(store: stores.Store, webhook: str) -> None:
             webhook=webhook,
         )
     )
-    await store.claim("ep", "w", 1, T0, T0 + 30)
-    await store.finish("j1", Result(status=jobs.JobStatus.COMPLETED, output=b'{"ok":true}'), T0)
+    await store.claim("ep", 1, jobs.claim("w", T0, 30))
+    await store.end("j1", jobs.finish(jobs.Result(output=b'{"ok":true}'), T0))
 
 
 async def test_retries_then_delivers_signed_payload(store: stores.Store) -> None:
@@ -63,6 +62,7 @@ async def test_retries_then_delivers_signed_payload(store: stores.Store) -> None
         WebhookPolicy(secret="s3cret", allow_private=True, retry_delay=10),
         client=httpx.AsyncClient(transport=httpx.MockTransport(receiver)),
         clock=clock,
+        wakeups=notifier.Notifier(),
     )
     await finished_job(store, "http://hooks.example/cb")
     assert await sender.deliver_due() == 1
@@ -79,7 +79,7 @@ async def test_retries_then_delivers_signed_payload(store: stores.Store) -> None
     assert mac == expected.hexdigest()
     clock.now += 100
     assert await sender.deliver_due() == 0  # delivered: never again
-    await sender.aclose()
+    await sender.stop()
 
 
 async def test_gives_up_after_attempts(store: stores.Store) -> None:
@@ -90,6 +90,7 @@ async def test_gives_up_after_attempts(store: stores.Store) -> None:
         WebhookPolicy(attempts=3, retry_delay=1, allow_private=True),
         client=httpx.AsyncClient(transport=transport),
         clock=clock,
+        wakeups=notifier.Notifier(),
     )
     await finished_job(store, "http://hooks.example/cb")
     sent = 0
@@ -98,7 +99,7 @@ async def test_gives_up_after_attempts(store: stores.Store) -> None:
         clock.now += 2
     assert sent == 3
     assert await store.purge_finished(T0 + 3600) == 1  # settled, so purgeable
-    await sender.aclose()
+    await sender.stop()
 
 
 async def test_private_targets_refused_unless_allowed(store: stores.Store) -> None:
@@ -109,8 +110,9 @@ async def test_private_targets_refused_unless_allowed(store: stores.Store) -> No
         WebhookPolicy(attempts=1),
         clock=Clock(),
         client=httpx.AsyncClient(transport=transport),
+        wakeups=notifier.Notifier(),
     )
     await finished_job(store, "http://127.0.0.1:9/cb")
     assert await sender.deliver_due() == 1
     assert calls == []
-    await sender.aclose()
+    await sender.stop()

@@ -15,7 +15,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from anypod import reporting, types
-from anypod.worker import events, loader, results
+from anypod.protocols.runpod import results
+from anypod.worker import events, loader
 
 
 def main(conn: Connection, spec: str, env: dict[str, str], concurrency: int) -> None:

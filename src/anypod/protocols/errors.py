@@ -1,0 +1,66 @@
+"""The one table between anypod's exception tree and HTTP, read both ways.
+
+The server answers a domain error with the status and code the table gives its class, in the
+body ``{"error": message, "code": code, "field": field}`` (``field`` only when one input is to
+blame). The SDK turns such a reply back into the same class: by ``code``, else (a server that
+sends none, such as RunPod's) by status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anypod import errors, types
+
+TABLE: tuple[tuple[type[errors.AnypodError], int, str], ...] = (
+    (errors.PayloadTooLarge, 413, "payload_too_large"),
+    (errors.InvalidRequest, 400, "invalid_request"),
+    (errors.Unauthorized, 401, "unauthorized"),
+    (errors.EndpointNotFound, 404, "endpoint_not_found"),
+    (errors.JobNotFound, 404, "job_not_found"),
+    (errors.NotFound, 404, "not_found"),
+    (errors.Conflict, 409, "conflict"),
+    (errors.StoreUnavailable, 503, "unavailable"),
+    (errors.SchemaMismatch, 503, "schema_mismatch"),
+)
+INTERNAL = (500, "internal")
+_BY_CLASS = {cls: (status, code) for cls, status, code in TABLE}
+_BY_CODE = {code: cls for cls, _, code in TABLE}
+_BY_STATUS = {status: cls for cls, status, _ in reversed(TABLE)}  # the widest class per status
+
+
+def status_and_code(exc: errors.AnypodError) -> tuple[int, str]:
+    for kind in type(exc).__mro__:
+        if kind in _BY_CLASS:
+            return _BY_CLASS[kind]
+    return INTERNAL
+
+
+def body(exc: errors.AnypodError) -> types.JSONDict:
+    """The error reply body; the message names the field when one is to blame."""
+    reply: types.JSONDict = {"error": exc.message, "code": status_and_code(exc)[1]}
+    field = getattr(exc, "field", None)
+    if field:
+        reply["field"] = field
+        if field not in exc.message:
+            reply["error"] = f"{field}: {exc.message}"
+    return reply
+
+
+def from_reply(status: int, content: Any, where: str) -> errors.AnypodError:
+    """The exception for an error reply (``content`` decoded, or text)."""
+    message = content.get("error") if isinstance(content, dict) else None
+    code = content.get("code") if isinstance(content, dict) else None
+    text = f"{where} -> {status}: {message or content}"
+    cls = _BY_CODE.get(code) if isinstance(code, str) else None
+    cls = cls or _BY_STATUS.get(status)
+    exc: errors.AnypodError
+    if cls is None:
+        exc = errors.ClientError(text, status_code=status, body=content)
+    elif issubclass(cls, errors.InvalidRequest):
+        field = content.get("field") if isinstance(content, dict) else None
+        exc = cls(text, field=field if isinstance(field, str) else None)
+    else:
+        exc = cls(text)
+    exc.status_code, exc.body = status, content
+    return exc

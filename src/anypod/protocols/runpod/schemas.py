@@ -1,0 +1,193 @@
+"""RunPod's request and reply bodies, and query parameters, as pydantic models.
+
+The route table names these: a request is validated with its model (so what ``/docs`` shows is
+what the server enforces), and the OpenAPI document is generated from them. Replies are built
+by :mod:`.render` (stored JSON is spliced in unparsed); their models document them, and the
+HTTP tests check every reply against its route's model.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StrictBool, StrictInt
+
+from anypod import jobs
+
+MAX_TAKE_BATCH = 256
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # unknown keys are dropped, as RunPod does
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+def _http_url(value: str | None) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+def _ms(minimum: int, default: str) -> Any:
+    return Field(
+        None,
+        ge=minimum,
+        le=jobs.MAX_POLICY_MS,
+        description=f"ms, {minimum // 1000} s to 7 days; default: the endpoint's ({default})",
+    )
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    executionTimeout: StrictInt | None = _ms(jobs.MIN_EXECUTION_TIMEOUT_MS, "600000")
+    ttl: StrictInt | None = _ms(jobs.MIN_TTL_MS, "24 h, counted from submission")
+    lowPriority: StrictBool = Field(False, description="queued behind normal-priority jobs")
+
+
+class RunRequest(Model):
+    input: dict[str, Any] = Field(..., description="handed to the handler as job['input']")
+    webhook: Annotated[str | None, AfterValidator(_http_url)] = Field(
+        None, description="an http(s) URL POSTed the status object plus input when the job ends"
+    )
+    policy: Policy | None = None
+    s3Config: dict[str, Any] | None = Field(None, description="passed through to the worker")
+
+
+class JobDoneBody(Model):
+    """A worker's report: with ``status: IN_PROGRESS`` a progress update, else the result
+    (failed when ``error`` is present)."""
+
+    output: Any = Field(None, description="the result, or the progress value")
+    error: Any = Field(None, description="the handler's error, kept exactly as posted")
+    status: str | None = Field(None, description="IN_PROGRESS for a progress update")
+    stopPod: bool = Field(False, description="the worker restarts its handler after this job")
+
+
+class JobDoneItem(BaseModel):
+    id: str
+    result: JobDoneBody
+
+
+class JobDoneBatch(RootModel[list[JobDoneItem]]):
+    """anypod's ``job-done-batch``: several results in one post."""
+
+
+class StreamChunk(Model):
+    output: Any = Field(None, description="one item a generator handler yielded")
+
+
+# --- query parameters --------------------------------------------------------------------------
+
+
+class WaitQuery(Model):
+    wait: int | None = Field(None, ge=0, description="ms to hold the request (capped at 300000)")
+
+
+class TakeQuery(Model):
+    job_in_progress: int | None = Field(None, ge=0, le=1, description="1: the worker is busy")
+    gpu: str | None = Field(None, max_length=200)
+
+
+class TakeBatchQuery(TakeQuery):
+    batch_size: int = Field(1, ge=1, description=f"jobs at most (capped at {MAX_TAKE_BATCH})")
+
+
+class ResultQuery(Model):
+    isStream: bool | None = Field(None, description="the SDK's flag; not needed by anypod")
+    gpu: str | None = Field(None, max_length=200)
+
+
+class PingQuery(Model):
+    job_id: str = Field("", description="comma-separated ids of the jobs the worker holds")
+    gpu: str | None = Field(None, max_length=200)
+    runpod_version: str | None = Field(None, max_length=100)
+    status: str | None = Field(None, description="'unhealthy' with check and reason")
+    check: str | None = Field(None, max_length=100)
+    reason: str | None = Field(None, max_length=300)
+
+
+# --- replies -------------------------------------------------------------------------------------
+
+
+class JobAccepted(BaseModel):
+    id: str
+    status: str = "IN_QUEUE"
+
+
+class StatusObject(BaseModel):
+    id: str
+    status: str = Field(
+        ..., description="IN_QUEUE IN_PROGRESS COMPLETED FAILED CANCELLED TIMED_OUT"
+    )
+    delayTime: int | None = Field(None, description="ms queued before a worker took it")
+    executionTime: int | None = Field(None, description="ms of execution")
+    workerId: str | None = None
+    output: Any = Field(None, description="the result; while IN_PROGRESS, the latest progress")
+    error: Any = Field(None, description="the worker's error, exactly as posted")
+    retries: int | None = Field(None, description="runs after the first")
+
+
+class StreamItem(BaseModel):
+    output: Any
+
+
+class StreamReply(BaseModel):
+    id: str
+    status: str
+    stream: list[StreamItem]
+
+
+class PurgeReply(BaseModel):
+    removed: int
+    status: str = "completed"
+
+
+class JobCounts(BaseModel):
+    completed: int
+    failed: int
+    inProgress: int
+    inQueue: int
+    retried: int
+    cancelled: int
+    timedOut: int
+
+
+class WorkerCounts(BaseModel):
+    idle: int
+    running: int
+    unhealthy: int
+
+
+class EndpointHealth(BaseModel):
+    jobs: JobCounts
+    workers: WorkerCounts
+
+
+class WorkerJob(BaseModel):
+    id: str
+    input: dict[str, Any]
+    webhook: str | None = None
+    s3Config: dict[str, Any] | None = None
+
+
+class WorkerJobs(RootModel[list[WorkerJob]]):
+    pass
+
+
+class Ok(BaseModel):
+    ok: bool = True
+
+
+class OkCount(Ok):
+    count: int
+
+
+class JobsToStop(BaseModel):
+    jobsToStop: list[str]
