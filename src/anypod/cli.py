@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
-import signal
 import socket
 import uuid
 from pathlib import Path
@@ -14,9 +12,10 @@ from typing import Annotated
 import typer
 
 from anypod import endpoints as eps
-from anypod import errors
+from anypod import errors, logs
 from anypod import settings as settings_module
 from anypod import store as stores
+from anypod.protocols.runpod.worker_env import worker_env as runpod_env
 from anypod.service import JobService
 
 app = typer.Typer(
@@ -31,11 +30,6 @@ Database = Annotated[
         "--database", help="sqlite:///anypod.db or postgresql://... [env: ANYPOD_DATABASE_URL]"
     ),
 ]
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _fail(exc: errors.AnypodError) -> typer.Exit:
@@ -80,14 +74,14 @@ def serve(
     insecure: Annotated[bool, typer.Option(help="allow a public bind without API keys")] = False,
 ) -> None:
     """The API plus worker processes on loopback: everything on one machine."""
-    from anypod import compose
+    from anypod import runtime
 
     try:
         settings = settings_module.from_env(
             host=host, port=port, database_url=database, insecure=insecure or None
         )
-        _logging(settings.log_level)
-        compose.run(settings, _endpoints(handler, endpoint, config, workers, concurrency))
+        logs.configure(settings.log_level)
+        runtime.run(settings, _endpoints(handler, endpoint, config, workers, concurrency))
     except errors.AnypodError as exc:
         raise _fail(exc) from exc
 
@@ -102,17 +96,17 @@ def server(
     insecure: Annotated[bool, typer.Option()] = False,
 ) -> None:
     """The API only, for remote workers; run several replicas on one PostgreSQL."""
-    from anypod import compose
+    from anypod import runtime
 
     try:
         settings = settings_module.from_env(
             host=host, port=port, database_url=database, insecure=insecure or None
         )
-        _logging(settings.log_level)
+        logs.configure(settings.log_level)
         found = [
             dataclasses.replace(e, workers=0) for e in _endpoints(None, endpoint, config, 0, 1)
         ]
-        compose.run(settings, found)
+        runtime.run(settings, found)
     except errors.AnypodError as exc:
         raise _fail(exc) from exc
 
@@ -137,10 +131,10 @@ def worker(
     gpu: Annotated[str | None, typer.Option(help="GPU label (default: nvidia-smi)")] = None,
     batch: Annotated[bool, typer.Option(help="HANDLER takes a list of jobs")] = False,
     batch_size: Annotated[
-        int | None, typer.Option(envvar="BATCH_SIZE", help="max jobs per batch (batch handlers)")
+        int | None, typer.Option(help="max jobs per batch (batch handlers) [env: BATCH_SIZE]")
     ] = None,
     batch_wait_ms: Annotated[
-        float | None, typer.Option(envvar="BATCH_TIMEOUT_MS", help="max wait for a batch to fill")
+        float | None, typer.Option(help="max wait for a batch to fill [env: BATCH_TIMEOUT_MS]")
     ] = None,
     batch_bucket: Annotated[
         str, typer.Option(help="comma-separated input fields a batch must share")
@@ -148,9 +142,11 @@ def worker(
 ) -> None:
     """Take jobs from a server and run them with HANDLER in a child process."""
     from anypod.batching import BatchSpec
-    from anypod.worker import Worker, WorkerOptions
+    from anypod.worker.options import WorkerOptions
+    from anypod.worker.parent import serve
 
-    _logging("INFO")
+    logs.configure("INFO")
+    settings = settings_module.from_env()
     wid = worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
     opts = WorkerOptions(
         server=server[0],
@@ -163,18 +159,10 @@ def worker(
         ping_interval=ping_interval,
         gpu=gpu,
         batch=BatchSpec(bucket=tuple(filter(None, batch_bucket.split(",")))) if batch else None,
-        batch_size=batch_size,
-        batch_wait_ms=batch_wait_ms,
+        batch_size=settings.batch_size if batch_size is None else batch_size,
+        batch_wait_ms=settings.batch_timeout_ms if batch_wait_ms is None else batch_wait_ms,
     )
-
-    async def main() -> None:
-        w = Worker(opts)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, w.request_stop)
-        await w.run()
-
-    asyncio.run(main())
+    asyncio.run(serve(opts))
 
 
 @app.command("worker-env")
@@ -200,24 +188,9 @@ def worker_env(
     except errors.AnypodError as exc:
         raise _fail(exc) from exc
     wid = worker_id or f"{endpoint}-{uuid.uuid4().hex[:8]}"
-    for key, value in runpod_env(server, endpoint, wid, token, gpu).items():
+    hostname = f"{wid}-{uuid.uuid4().hex[:8]}"
+    for key, value in runpod_env(server, endpoint, wid, token, gpu=gpu, hostname=hostname).items():
         typer.echo(f"{key}={value}")
-
-
-def runpod_env(server: str, endpoint: str, worker_id: str, token: str, gpu: str) -> dict[str, str]:
-    base = f"{server.rstrip('/')}/v2/{endpoint}"
-    q = f"?gpu={gpu.replace(' ', '+')}"
-    return {
-        "RUNPOD_POD_ID": worker_id,
-        "RUNPOD_POD_HOSTNAME": f"{worker_id}-{uuid.uuid4().hex[:8]}",
-        "RUNPOD_AI_API_KEY": token,
-        "RUNPOD_WEBHOOK_GET_JOB": f"{base}/job-take/{worker_id}{q}",
-        "RUNPOD_WEBHOOK_POST_OUTPUT": f"{base}/job-done/{worker_id}/$ID{q}",
-        "RUNPOD_WEBHOOK_POST_STREAM": f"{base}/job-stream/{worker_id}/$ID{q}",
-        "RUNPOD_WEBHOOK_PING": f"{base}/ping/{worker_id}{q}",
-        "RUNPOD_PING_INTERVAL": "10000",
-        "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
-    }
 
 
 @app.command()

@@ -1,9 +1,11 @@
-"""The SDK: ``Client`` and ``AsyncClient`` over httpx, for the client API and the worker protocol.
+"""The SDK: ``Client`` and ``AsyncClient``, for RunPod's client API (and, async, its worker
+protocol, as anypod's worker uses it).
 
-Works against anypod and against RunPod itself (same API). Sync and async share one
-:class:`BaseClient` that builds every request and reads every reply; each sibling only sends,
-through a sender from :mod:`anypod.transport`. Pass ``transport=`` (e.g.
-``httpx.ASGITransport(app)``) to talk to an app in process.
+Works against anypod and against RunPod itself (same API). :class:`BaseClient` builds every
+request and reads every reply; each sibling only sends, through a sender from
+:mod:`anypod.transport` (pass ``transport=``, e.g. ``httpx.ASGITransport(app)``, to talk to an
+app in process). An error reply raises the exception of :mod:`anypod.errors` it stands for
+(``JobNotFound``, ``Unauthorized``, ...; :mod:`anypod.protocols.errors` maps them).
 """
 
 from __future__ import annotations
@@ -15,59 +17,68 @@ from typing import Any, Literal, Self
 import httpx
 import orjson
 
-from anypod import errors, types
-from anypod.transport import (
-    AiohttpSender,
-    AsyncSender,
-    Call,
-    HttpxSender,
-    Reply,
-    SyncHttpxSender,
-)
+from anypod import types
+from anypod.protocols import errors as error_table
+from anypod.protocols.runpod import paths
+from anypod.transport import AiohttpSender, AsyncSender, Call, HttpxSender, Reply, SyncHttpxSender
+
+READS = ("status", "status-sync", "stream")
 
 
 class BaseClient:
     def __init__(self, base_url: str, api_key: str | None, *, raw_auth: bool) -> None:
-        self.base_url = base_url.rstrip("/")
-        if not self.base_url.endswith("/v2"):
-            self.base_url += "/v2"
+        """``base_url``: the server (``http://host:8000``; a trailing ``/v2`` is accepted)."""
+        self.base_url = base_url.rstrip("/").removesuffix(paths.PREFIX)
         self.headers = {"Content-Type": "application/json"}
         if api_key:
             self.headers["Authorization"] = api_key if raw_auth else f"Bearer {api_key}"
 
     # --- client API calls --------------------------------------------------------------------
 
-    def _submit(self, endpoint: str, op: str, job_input: types.JSONDict, **extra: Any) -> Call:
+    def _submit(
+        self, template: str, endpoint: str, job_input: types.JSONDict, **extra: Any
+    ) -> Call:
         body: types.JSONDict = {"input": job_input}
         body.update({k: v for k, v in extra.items() if v is not None})
-        return Call("POST", f"/{endpoint}/{op}", body=orjson.dumps(body))
+        return Call("POST", paths.fill(template, endpoint=endpoint), body=orjson.dumps(body))
 
     def _runsync(
         self, endpoint: str, job_input: types.JSONDict, wait_ms: int, **extra: Any
     ) -> Call:
-        call = self._submit(endpoint, "runsync", job_input, **extra)
+        call = self._submit(paths.RUNSYNC, endpoint, job_input, **extra)
         return dataclasses.replace(call, params={"wait": wait_ms}, hold=wait_ms / 1000)
 
-    def _job(self, endpoint: str, op: str, job_id: str, wait_ms: int | None = None) -> Call:
-        method = "GET" if op in ("status", "status-sync", "stream") else "POST"
+    def _job(self, template: str, endpoint: str, job_id: str, wait_ms: int | None = None) -> Call:
+        method = "GET" if template in (paths.STATUS, paths.STATUS_SYNC, paths.STREAM) else "POST"
         params = {"wait": wait_ms} if wait_ms is not None else None
-        hold = (wait_ms or 0) / 1000
-        return Call(method, f"/{endpoint}/{op}/{job_id}", params=params, hold=hold)
+        path = paths.fill(template, endpoint=endpoint, job_id=job_id)
+        return Call(method, path, params=params, hold=(wait_ms or 0) / 1000)
+
+    def _status(self, endpoint: str, job_id: str, wait_ms: int | None) -> Call:
+        template = paths.STATUS if wait_ms is None else paths.STATUS_SYNC
+        return self._job(template, endpoint, job_id, wait_ms)
+
+    def _endpoint(self, method: str, template: str, endpoint: str) -> Call:
+        return Call(method, paths.fill(template, endpoint=endpoint))
 
     # --- worker protocol calls ---------------------------------------------------------------
 
     def _take(self, endpoint: str, worker_id: str, batch_size: int, busy: bool) -> Call:
         params: dict[str, str | int] = {"job_in_progress": int(busy)}
+        template = paths.JOB_TAKE
         if batch_size > 1:
             params["batch_size"] = batch_size
-            return Call("GET", f"/{endpoint}/job-take-batch/{worker_id}", params, hold=90)
-        return Call("GET", f"/{endpoint}/job-take/{worker_id}", params, hold=90)
+            template = paths.JOB_TAKE_BATCH
+        return Call(
+            "GET", paths.fill(template, endpoint=endpoint, worker_id=worker_id), params, hold=90
+        )
 
     def _post_result(
-        self, endpoint: str, op: str, worker_id: str, job_id: str, body: bytes, is_stream: bool
+        self, template: str, endpoint: str, worker_id: str, job_id: str, body: bytes, stream: bool
     ) -> Call:
-        params = {"isStream": "true" if is_stream else "false"}
-        return Call("POST", f"/{endpoint}/{op}/{worker_id}/{job_id}", params, body=body)
+        params = {"isStream": "true" if stream else "false"}
+        path = paths.fill(template, endpoint=endpoint, worker_id=worker_id, job_id=job_id)
+        return Call("POST", path, params, body=body)
 
     def _ping(self, endpoint: str, worker_id: str, job_ids: list[str], gpu: str | None) -> Call:
         params: dict[str, str | int] = {"runpod_version": "anypod"}
@@ -75,7 +86,7 @@ class BaseClient:
             params["job_id"] = ",".join(job_ids)
         if gpu:
             params["gpu"] = gpu
-        return Call("GET", f"/{endpoint}/ping/{worker_id}", params)
+        return Call("GET", paths.fill(paths.PING, endpoint=endpoint, worker_id=worker_id), params)
 
     # --- replies -----------------------------------------------------------------------------
 
@@ -88,12 +99,8 @@ class BaseClient:
             body = reply.content.decode(errors="replace")
         if 200 <= reply.status < 300:
             return body
-        message = body.get("error") if isinstance(body, dict) else None
-        raise errors.ClientError(
-            f"{reply.call.method} {reply.call.path} -> {reply.status}: {message or body}",
-            status_code=reply.status,
-            body=body,
-        )
+        where = f"{reply.call.method} {reply.call.path}"
+        raise error_table.from_reply(reply.status, body, where)
 
 
 class Client(BaseClient):
@@ -126,7 +133,7 @@ class Client(BaseClient):
 
     def run(self, endpoint: str, job_input: types.JSONDict, **extra: Any) -> types.JSONDict:
         """Queue a job. ``extra``: ``webhook``, ``policy``, ``s3Config``."""
-        result: types.JSONDict = self.send(self._submit(endpoint, "run", job_input, **extra))
+        result: types.JSONDict = self.send(self._submit(paths.RUN, endpoint, job_input, **extra))
         return result
 
     def runsync(
@@ -136,33 +143,32 @@ class Client(BaseClient):
         return result
 
     def status(self, endpoint: str, job_id: str, *, wait_ms: int | None = None) -> types.JSONDict:
-        op = "status" if wait_ms is None else "status-sync"
-        result: types.JSONDict = self.send(self._job(endpoint, op, job_id, wait_ms))
+        result: types.JSONDict = self.send(self._status(endpoint, job_id, wait_ms))
         return result
 
     def stream(self, endpoint: str, job_id: str, *, wait_ms: int = 10_000) -> types.JSONDict:
-        result: types.JSONDict = self.send(self._job(endpoint, "stream", job_id, wait_ms))
+        result: types.JSONDict = self.send(self._job(paths.STREAM, endpoint, job_id, wait_ms))
         return result
 
     def cancel(self, endpoint: str, job_id: str) -> types.JSONDict:
-        result: types.JSONDict = self.send(self._job(endpoint, "cancel", job_id))
+        result: types.JSONDict = self.send(self._job(paths.CANCEL, endpoint, job_id))
         return result
 
     def retry(self, endpoint: str, job_id: str) -> types.JSONDict:
-        result: types.JSONDict = self.send(self._job(endpoint, "retry", job_id))
+        result: types.JSONDict = self.send(self._job(paths.RETRY, endpoint, job_id))
         return result
 
     def purge_queue(self, endpoint: str) -> types.JSONDict:
-        result: types.JSONDict = self.send(Call("POST", f"/{endpoint}/purge-queue"))
+        result: types.JSONDict = self.send(self._endpoint("POST", paths.PURGE_QUEUE, endpoint))
         return result
 
     def health(self, endpoint: str) -> types.JSONDict:
-        result: types.JSONDict = self.send(Call("GET", f"/{endpoint}/health"))
+        result: types.JSONDict = self.send(self._endpoint("GET", paths.HEALTH, endpoint))
         return result
 
 
 class AsyncClient(BaseClient):
-    """Asyncio client with the client API and the worker protocol (as anypod's worker uses)."""
+    """Asyncio client: the same client API as :class:`Client`, plus the worker protocol."""
 
     def __init__(
         self,
@@ -196,29 +202,44 @@ class AsyncClient(BaseClient):
         return self._read(await self._sender.send(call))
 
     async def run(self, endpoint: str, job_input: types.JSONDict, **extra: Any) -> types.JSONDict:
-        result: types.JSONDict = await self.send(self._submit(endpoint, "run", job_input, **extra))
+        """Queue a job. ``extra``: ``webhook``, ``policy``, ``s3Config``."""
+        call = self._submit(paths.RUN, endpoint, job_input, **extra)
+        result: types.JSONDict = await self.send(call)
         return result
 
     async def runsync(
         self, endpoint: str, job_input: types.JSONDict, *, wait_ms: int = 90_000, **extra: Any
     ) -> types.JSONDict:
-        call = self._runsync(endpoint, job_input, wait_ms, **extra)
-        result: types.JSONDict = await self.send(call)
+        result: types.JSONDict = await self.send(
+            self._runsync(endpoint, job_input, wait_ms, **extra)
+        )
         return result
 
     async def status(
         self, endpoint: str, job_id: str, *, wait_ms: int | None = None
     ) -> types.JSONDict:
-        op = "status" if wait_ms is None else "status-sync"
-        result: types.JSONDict = await self.send(self._job(endpoint, op, job_id, wait_ms))
+        result: types.JSONDict = await self.send(self._status(endpoint, job_id, wait_ms))
         return result
 
     async def stream(self, endpoint: str, job_id: str, *, wait_ms: int = 10_000) -> types.JSONDict:
-        result: types.JSONDict = await self.send(self._job(endpoint, "stream", job_id, wait_ms))
+        result: types.JSONDict = await self.send(self._job(paths.STREAM, endpoint, job_id, wait_ms))
         return result
 
     async def cancel(self, endpoint: str, job_id: str) -> types.JSONDict:
-        result: types.JSONDict = await self.send(self._job(endpoint, "cancel", job_id))
+        result: types.JSONDict = await self.send(self._job(paths.CANCEL, endpoint, job_id))
+        return result
+
+    async def retry(self, endpoint: str, job_id: str) -> types.JSONDict:
+        result: types.JSONDict = await self.send(self._job(paths.RETRY, endpoint, job_id))
+        return result
+
+    async def purge_queue(self, endpoint: str) -> types.JSONDict:
+        call = self._endpoint("POST", paths.PURGE_QUEUE, endpoint)
+        result: types.JSONDict = await self.send(call)
+        return result
+
+    async def health(self, endpoint: str) -> types.JSONDict:
+        result: types.JSONDict = await self.send(self._endpoint("GET", paths.HEALTH, endpoint))
         return result
 
     # --- worker protocol ---------------------------------------------------------------------
@@ -235,7 +256,8 @@ class AsyncClient(BaseClient):
     async def done(
         self, endpoint: str, worker_id: str, job_id: str, body: bytes, *, is_stream: bool = False
     ) -> None:
-        await self.send(self._post_result(endpoint, "job-done", worker_id, job_id, body, is_stream))
+        call = self._post_result(paths.JOB_DONE, endpoint, worker_id, job_id, body, is_stream)
+        await self.send(call)
 
     async def done_many(
         self, endpoint: str, worker_id: str, results: list[tuple[str, bytes]]
@@ -245,11 +267,12 @@ class AsyncClient(BaseClient):
             b'{"id":' + orjson.dumps(job_id) + b',"result":' + body + b"}"
             for job_id, body in results
         )
-        path = f"/{endpoint}/job-done-batch/{worker_id}"
+        path = paths.fill(paths.JOB_DONE_BATCH, endpoint=endpoint, worker_id=worker_id)
         await self.send(Call("POST", path, body=b"[" + items + b"]"))
 
     async def stream_chunk(self, endpoint: str, worker_id: str, job_id: str, body: bytes) -> None:
-        await self.send(self._post_result(endpoint, "job-stream", worker_id, job_id, body, False))
+        call = self._post_result(paths.JOB_STREAM, endpoint, worker_id, job_id, body, False)
+        await self.send(call)
 
     async def ping(
         self, endpoint: str, worker_id: str, job_ids: list[str], *, gpu: str | None = None
@@ -257,7 +280,8 @@ class AsyncClient(BaseClient):
         await self.send(self._ping(endpoint, worker_id, job_ids, gpu))
 
     async def stops(self, endpoint: str, worker_id: str) -> list[str]:
-        body = await self.send(Call("GET", f"/{endpoint}/job-stop/{worker_id}", hold=90))
+        path = paths.fill(paths.JOB_STOP, endpoint=endpoint, worker_id=worker_id)
+        body = await self.send(Call("GET", path, hold=90))
         if not isinstance(body, dict):
             return []
         return [j for j in body.get("jobsToStop", []) if isinstance(j, str)]

@@ -25,11 +25,11 @@ def start(config: dict[str, Any]) -> None:
 
         runpod.serverless.start(config)
         return
-    from anypod import compose, endpoints
+    from anypod import endpoints, runtime
 
     path = Path(inspect.getfile(handler)).resolve()
     spec = f"{path}:{handler.__name__}"
     name = endpoints.name_for_handler(str(path))
     host, port = settings.api_bind()
     found = settings.from_env(host=host, port=port)
-    compose.run(found, [endpoints.Endpoint(name=name, handler=spec)])
+    runtime.run(found, [endpoints.Endpoint(name=name, handler=spec)])

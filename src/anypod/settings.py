@@ -32,6 +32,13 @@ class Settings:
     webhook_secret: str | None = None
     webhook_allow_private: bool | None = None
     log_level: str = "INFO"
+    batch_size: int | None = None  # BATCH_SIZE: overrides a batch handler's max_size
+    batch_timeout_ms: float | None = None  # BATCH_TIMEOUT_MS: and its max_wait_ms
+
+    @property
+    def embedded(self) -> bool:
+        """SQLite: one API process owns the database (PostgreSQL allows replicas)."""
+        return self.database_url.startswith("sqlite")
 
     @property
     def loopback(self) -> bool:
@@ -66,6 +73,11 @@ _CASTS: dict[str, Callable[[str], object]] = {
 }
 
 
+_UNPREFIXED = {"BATCH_SIZE": "batch_size", "BATCH_TIMEOUT_MS": "batch_timeout_ms"}
+"""Read without the prefix: the names RunPod's batching workers use."""
+_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
+
+
 def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Defaults, then ``ANYPOD_<FIELD>`` variables, then explicit ``overrides`` (CLI flags)."""
     env = os.environ if environ is None else environ
@@ -75,8 +87,9 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         if raw is None:
             continue
         values[field.name] = _cast(field.name, field.type, raw)
-    if "ANYPOD_DATABASE_URL" in env:
-        values["database_url"] = env["ANYPOD_DATABASE_URL"]
+    for name, field in _UNPREFIXED.items():
+        if env.get(name):
+            values[field] = _cast(field, _TYPES[field], env[name])
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)  # type: ignore[arg-type]
 

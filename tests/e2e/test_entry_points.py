@@ -57,7 +57,7 @@ def test_config_file_declares_several_endpoints(serve: Any, tmp_path: Path) -> N
         assert client.runsync("worky", {"v": 2})["output"] == {"echo": {"v": 2}}
         queued = client.run("remote", {"v": 3})
         assert client.status("remote", queued["id"])["status"] == "IN_QUEUE"
-        with pytest.raises(errors.ClientError) as missing:
+        with pytest.raises(errors.EndpointNotFound) as missing:
             client.run("nope", {})
         assert missing.value.status_code == 404
         job = client.run("worky", {"do": "sleep", "seconds": 30})
@@ -95,7 +95,7 @@ def test_sigterm_to_the_server_alone_stops_it_and_its_workers(serve: Any) -> Non
     with Client(s.url) as client:
         assert client.runsync("echo", {"v": 1})["status"] == "COMPLETED"
     workers = subprocess.run(
-        ["pgrep", "-f", f"anypod worker .*127.0.0.1:{s.port}"], capture_output=True, text=True
+        ["pgrep", "-P", str(s.proc.pid), "-f", "anypod.worker"], capture_output=True, text=True
     ).stdout.split()
     assert len(workers) == 2
     s.proc.send_signal(signal.SIGTERM)  # not the process group: the server must stop them

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
+import httpx
 import pytest
 
-from tests.http.conftest import Api
+from anypod.service import JobService
+from tests.http.conftest import Api, Seen, app_for
 
 
 async def take(api: Api, worker: str = "w1") -> dict[str, object]:
@@ -195,21 +196,14 @@ async def test_status_sync_holds_until_done(api: Api) -> None:
     assert reply["status"] == "COMPLETED" and reply["output"] == 7
 
 
-async def test_api_keys_when_configured(api: Api) -> None:
-    state = api.app.state  # the FastAPI app's state, through the fast path
-    state.settings = dataclasses.replace(state.settings, api_keys=("secret",))
-    assert (await api.http.post("/v2/ep/run", json={"input": {}})).status_code == 401
-    ok = await api.http.post("/v2/ep/run", json={"input": {}}, headers={"Authorization": "secret"})
-    assert ok.status_code == 200
-    bearer = await api.http.post(
-        "/v2/ep/run", json={"input": {}}, headers={"Authorization": "Bearer secret"}
-    )
-    assert bearer.status_code == 200
-
-
-async def test_openapi_docs_list_the_routes(api: Api) -> None:
-    spec = (await api.http.get("/openapi.json")).json()
-    assert "/v2/{endpoint}/run" in spec["paths"]
-    body = spec["paths"]["/v2/{endpoint}/run"]["post"]["requestBody"]
-    assert "input" in body["content"]["application/json"]["schema"]["properties"]
-    assert (await api.http.get("/docs")).status_code == 200
+async def test_api_keys_when_configured(service: JobService, seen: list[Seen]) -> None:
+    app = app_for(service, seen, api_keys=("secret",))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        assert (await http.post("/v2/ep/run", json={"input": {}})).status_code == 401
+        ok = await http.post("/v2/ep/run", json={"input": {}}, headers={"Authorization": "secret"})
+        assert ok.status_code == 200
+        bearer = await http.post(
+            "/v2/ep/run", json={"input": {}}, headers={"Authorization": "Bearer secret"}
+        )
+        assert bearer.status_code == 200

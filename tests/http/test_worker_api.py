@@ -142,8 +142,13 @@ async def test_job_done_batch_reports_several_results(api: Api) -> None:
     assert reply.json() == {"ok": True, "count": 2}
     assert (await api.http.get(f"/v2/ep/status/{a}")).json()["output"] == 1
     assert (await api.http.get(f"/v2/ep/status/{b}")).json()["status"] == "FAILED"
-    for bad in ('{"id": "x"}', '[{"result": {}}]', "nope"):
+    for bad, field in [
+        ('{"id": "x"}', "body"),
+        ('[{"result": {}}]', "[0].id"),
+        ('[{"id": "x", "result": 5}]', "[0].result"),
+        ("nope", "body"),
+    ]:
         reply = await api.http.post(
             "/v2/ep/job-done-batch/w1", content=bad, headers=api.worker_headers()
         )
-        assert reply.status_code == 400 and reply.json()["field"] == "body"
+        assert reply.status_code == 400 and reply.json()["field"] == field, bad

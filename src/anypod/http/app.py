@@ -1,72 +1,119 @@
-"""``create_app(service, settings)``: the FastAPI application, wired explicitly."""
+"""The ASGI application: the route table, behind the middleware chain. Only HTTP: the store,
+sweeper and webhooks are started and stopped by :mod:`anypod.runtime`.
+
+A request is matched to its route first (``scope["anypod.route"]``), goes through every
+middleware, and is then served: the caller resolved from its credential, query and body
+validated with the route's models, one handler call. Every error reply is JSON.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from typing import Any
 
-from fastapi import FastAPI, Request
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
-from anypod import __version__
-from anypod.http import client_api, errors, system, worker_api
-from anypod.http.fastpath import FastPath, routes_of
+from anypod import __version__, errors
+from anypod.http import errors as replies
+from anypod.http import openapi, requests
+from anypod.http.auth import Authenticator
+from anypod.http.context import Context
+from anypod.http.middleware import DEFAULT, Middleware, chain
+from anypod.http.routes import ROUTES
+from anypod.http.routing import Limits, Match, Route, Router, WrongMethod
 from anypod.service import JobService
-from anypod.settings import Settings
-from anypod.sweeper import Sweeper
-from anypod.webhooks import WebhookPolicy, WebhookSender
 
-log = logging.getLogger(__name__)
+DESCRIPTION = "RunPod-compatible serverless job API on your own machines."
 
 
-def create_app(service: JobService, settings: Settings, *, manage_store: bool = True) -> FastPath:
-    """The API. With ``manage_store`` the app opens and closes the store in its lifespan.
+class App:
+    def __init__(
+        self,
+        service: JobService,
+        *,
+        routes: Sequence[Route],
+        middleware: Sequence[Middleware],
+        authenticator: Authenticator,
+        limits: Limits,
+    ) -> None:
+        self.service = service
+        self.router = Router(routes)
+        self.authenticator = authenticator
+        self.limits = limits
+        self._stack = chain(self._serve, tuple(middleware))
+        self._openapi: Any = None
 
-    Returns the ASGI app: the hot ``/v2`` routes dispatched directly, the rest by FastAPI
-    (reachable as ``.app``)."""
-    sender = WebhookSender(
-        service.store,
-        WebhookPolicy(
-            secret=settings.webhook_secret, allow_private=settings.allow_private_webhooks
-        ),
-        clock=service.clock,
-    )
-    sweeper = Sweeper(service, sender, interval=settings.sweep_interval_seconds)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        scope["app"] = self
+        if scope["type"] == "http":
+            scope["anypod.route"] = self.router.match(scope["method"], scope["path"])
+        await self._stack(scope, receive, send)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if manage_store:
-            await service.store.open()
-        await service.notifier.start()
-        sweeper.start()
+    def openapi(self) -> Any:
+        """The OpenAPI document of this app's routes (made once)."""
+        if self._openapi is None:
+            self._openapi = openapi.document(
+                self.router.routes, title="anypod", version=__version__, description=DESCRIPTION
+            )
+        return self._openapi
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # no websockets
+        found: Match | WrongMethod | None = scope["anypod.route"]
+        if isinstance(found, WrongMethod):
+            response = replies.wrong_method(scope["method"], found.allowed)
+        elif found is None:
+            response = replies.not_found(scope["path"])
+        else:
+            response = await self._respond(found, Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def _respond(self, found: Match, request: Request) -> Response:
+        route, params = found.route, found.params
         try:
-            yield
-        finally:
-            await sweeper.stop()
-            await service.notifier.stop()
-            if manage_store:
-                await service.store.close()
+            caller = await self.authenticator.resolve(route.auth, request, params.get("endpoint"))
+            query = body = None
+            if route.query is not None:
+                query = requests.query(route.query, dict(request.query_params))
+            if route.body is not None:
+                raw = await requests.read_body(request, getattr(self.limits, route.body_limit))
+                body = requests.body(route.body, raw)
+            return await route.handler(Context(request, params, caller, self.service, query, body))
+        except errors.AnypodError as exc:
+            return replies.render(exc, request.method, request.url.path)
 
-    app = FastAPI(
-        title="anypod",
-        version=__version__,
-        lifespan=lifespan,
-        description="RunPod-compatible serverless job API on your own machines.",
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Nothing to start here (the runtime owns lifecycles); acknowledge, for servers that ask."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def create_app(
+    service: JobService,
+    *,
+    api_keys: Sequence[str] = (),
+    limits: Limits | None = None,
+    routes: Sequence[Route] = ROUTES,
+    middleware: Sequence[Middleware] = DEFAULT,
+) -> App:
+    """The API over ``service``: every route of ``routes``, behind ``middleware`` (outermost
+    first). With ``api_keys``, client routes need one of them."""
+    return App(
+        service,
+        routes=routes,
+        middleware=middleware,
+        authenticator=Authenticator(service, api_keys),
+        limits=limits or Limits(),
     )
-    app.state.service = service
-    app.state.settings = settings
-    errors.install(app)
-    app.include_router(system.router)
-    app.include_router(client_api.router)
-    app.include_router(worker_api.router)
-    return FastPath(
-        app,
-        [
-            routes_of(client_api.router, _client_guard),
-            routes_of(worker_api.router, worker_api.require_worker_token),
-        ],
-    )
-
-
-async def _client_guard(request: Request, endpoint: str) -> None:
-    await client_api.require_key(request)

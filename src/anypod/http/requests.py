@@ -1,14 +1,17 @@
-"""Reading requests: bodies under a size limit, credentials, integer query parameters."""
+"""Reading a request: a body under a size limit, and validating query and body against the
+route's pydantic models, with errors that name the field."""
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any
+from collections.abc import Mapping
+from typing import TypeVar
 
-import orjson
-from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
 
-from anypod import errors, submission, types
+from anypod import errors
+
+M = TypeVar("M", bound=BaseModel)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -31,41 +34,31 @@ def _too_large(size: int, limit: int) -> errors.PayloadTooLarge:
     )
 
 
-async def json_object(request: Request, limit: int) -> types.JSONDict:
-    return submission.decode_body(await read_body(request, limit))
-
-
-async def raw_json(request: Request, limit: int) -> Any:
-    """Worker posts: JSON whatever the Content-Type (the SDK sends x-www-form-urlencoded)."""
-    body = await read_body(request, limit)
+def body(model: type[M], raw: bytes) -> M:
+    """A JSON body, whatever its Content-Type (the runpod SDK's worker posts say form data)."""
+    if not raw.strip():
+        raise errors.InvalidRequest("request body is empty; expected JSON", field="body")
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise errors.InvalidRequest(f"body is not valid JSON: {exc}", field="body") from exc
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise invalid(exc, "body") from None
 
 
-def credential(request: Request) -> str | None:
-    """``Authorization: Bearer <key>`` or the bare key, as RunPod accepts both."""
-    value = request.headers.get("authorization", "").strip()
-    if value[:7].lower() == "bearer ":
-        value = value[7:].strip()
-    return value or None
-
-
-def caller(request: Request) -> str | None:
-    """A stable, non-secret id for the caller's key, recorded as the job's owner."""
-    key = credential(request)
-    return f"key-{hashlib.sha256(key.encode()).hexdigest()[:16]}" if key else None
-
-
-def int_param(request: Request, name: str, *, minimum: int = 0) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
+def query(model: type[M], params: Mapping[str, str]) -> M:
     try:
-        value = int(raw)
-    except ValueError:
-        raise errors.InvalidRequest(f"must be an integer, got {raw!r}", field=name) from None
-    if value < minimum:
-        raise errors.InvalidRequest(f"must be >= {minimum}, got {value}", field=name)
-    return value
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise invalid(exc, "query") from None
+
+
+def invalid(exc: ValidationError, where: str) -> errors.InvalidRequest:
+    """The first problem pydantic found, naming the field (``policy.ttl``, ``wait``)."""
+    first = exc.errors(include_url=False)[0]
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+    field = field.removeprefix(".")
+    kind, message = first["type"], first["msg"]
+    if kind == "json_invalid":
+        return errors.InvalidRequest(f"request body is not valid JSON: {message}", field="body")
+    if not field:
+        return errors.InvalidRequest(f"request {where} is invalid: {message}", field=where)
+    return errors.InvalidRequest(message, field=field)

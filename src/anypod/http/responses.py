@@ -1,4 +1,4 @@
-"""JSON replies encoded once with orjson (raw input/output bytes are spliced, not re-parsed)."""
+"""JSON replies encoded once with orjson (stored input/output JSON is spliced, not re-parsed)."""
 
 from __future__ import annotations
 

@@ -66,8 +66,8 @@ class DoneCoalescer:
             await client.done_many(
                 self.endpoint, self.worker_id, [(job_id, body) for job_id, body, _, _ in batch]
             )
-        except errors.ClientError as exc:
-            if exc.status_code != 404:
+        except errors.NotFound as exc:
+            if type(exc) is not errors.NotFound:  # an unknown endpoint or job, not route
                 raise
             log.info("server has no job-done-batch route; posting results one by one")
             self.enabled = False

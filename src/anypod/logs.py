@@ -1,0 +1,10 @@
+"""Log output of anypod's processes (server, workers): one format, quiet HTTP libraries."""
+
+from __future__ import annotations
+
+import logging
+
+
+def configure(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,0 +1,14 @@
+"""``python -m anypod.worker``: a worker whose :class:`WorkerOptions` arrive as JSON on standard
+input, which is how ``anypod serve`` starts its embedded workers."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from anypod import logs
+from anypod.worker.options import WorkerOptions
+from anypod.worker.parent import serve
+
+logs.configure("INFO")
+asyncio.run(serve(WorkerOptions.from_json(sys.stdin.buffer.read())))
