@@ -72,8 +72,8 @@ def limits(settings: Settings) -> Limits:
 
 
 def wakeups(settings: Settings) -> notifier.Notifier:
-    """In process for SQLite; across replicas (LISTEN/NOTIFY) for PostgreSQL."""
-    if settings.embedded:
+    """Across replicas (LISTEN/NOTIFY) on PostgreSQL; in process otherwise."""
+    if not settings.replicated:
         return notifier.Notifier()
     from anypod.store.postgres_notifier import PostgresNotifier
 
@@ -84,8 +84,8 @@ class Runtime:
     def __init__(self, settings: Settings, endpoints: Sequence[Endpoint]) -> None:
         self.settings = settings
         self.endpoints = list(endpoints)
-        # SQLite migrates itself (embedded); PostgreSQL needs `anypod migrate` (replicas)
-        self.store = stores.from_url(settings.database_url, migrate=settings.embedded)
+        # one process owns SQLite and migrates it; replicas need `anypod migrate` first
+        self.store = stores.from_url(settings.database_url, migrate=not settings.replicated)
         self.notifier = wakeups(settings)
         by_name = {e.name: e for e in self.endpoints}
         self.service = JobService(

@@ -36,9 +36,9 @@ class Settings:
     batch_timeout_ms: float | None = None  # BATCH_TIMEOUT_MS: and its max_wait_ms
 
     @property
-    def embedded(self) -> bool:
-        """SQLite: one API process owns the database (PostgreSQL allows replicas)."""
-        return self.database_url.startswith("sqlite")
+    def replicated(self) -> bool:
+        """PostgreSQL: API replicas may share the database (SQLite has one owner)."""
+        return self.database_url.startswith(("postgres:", "postgresql:"))
 
     @property
     def loopback(self) -> bool:
@@ -86,16 +86,16 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         raw = env.get(PREFIX + field.name.upper())
         if raw is None:
             continue
-        values[field.name] = _cast(field.name, field.type, raw)
-    for name, field in _UNPREFIXED.items():
-        if env.get(name):
-            values[field] = _cast(field, _TYPES[field], env[name])
+        values[field.name] = _cast(field.name, PREFIX + field.name.upper(), raw)
+    for variable, name in _UNPREFIXED.items():
+        if env.get(variable):
+            values[name] = _cast(name, variable, env[variable])
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def _cast(name: str, kind: object, raw: str) -> object:
-    text = str(kind)
+def _cast(name: str, variable: str, raw: str) -> object:
+    text = str(_TYPES[name])
     try:
         if name == "api_keys":
             return tuple(k.strip() for k in raw.split(",") if k.strip())
@@ -103,7 +103,7 @@ def _cast(name: str, kind: object, raw: str) -> object:
             if text.startswith(prefix):
                 return cast(raw)
     except ValueError as exc:
-        raise errors.ConfigError(f"{PREFIX}{name.upper()}={raw!r}: {exc}") from exc
+        raise errors.ConfigError(f"{variable}={raw!r}: {exc}") from exc
     return raw
 
 

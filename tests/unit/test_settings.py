@@ -23,6 +23,14 @@ def test_env_then_overrides() -> None:
 def test_bad_number_is_a_config_error() -> None:
     with pytest.raises(errors.ConfigError, match="ANYPOD_PORT"):
         settings.from_env({"ANYPOD_PORT": "eighty"})
+    with pytest.raises(errors.ConfigError, match="BATCH_SIZE='x'"):
+        settings.from_env({"BATCH_SIZE": "x"})
+
+
+def test_runpods_batch_variables_are_read_unprefixed() -> None:
+    found = settings.from_env({"BATCH_SIZE": "4", "BATCH_TIMEOUT_MS": "12.5"})
+    assert (found.batch_size, found.batch_timeout_ms) == (4, 12.5)
+    assert settings.from_env({}).batch_size is None
 
 
 def test_public_bind_needs_keys_or_insecure() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
+import pydantic_core
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
@@ -35,11 +36,20 @@ def _too_large(size: int, limit: int) -> errors.PayloadTooLarge:
 
 
 def body(model: type[M], raw: bytes) -> M:
-    """A JSON body, whatever its Content-Type (the runpod SDK's worker posts say form data)."""
+    """A JSON body, whatever its Content-Type (the runpod SDK's worker posts say form data).
+
+    Strict JSON: no NaN or Infinity, and integers of any size kept exact (one that cannot be
+    stored is refused later, never rounded)."""
     if not raw.strip():
         raise errors.InvalidRequest("request body is empty; expected JSON", field="body")
     try:
-        return model.model_validate_json(raw)
+        value = pydantic_core.from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        raise errors.InvalidRequest(
+            f"request body is not valid JSON: {exc}", field="body"
+        ) from None
+    try:
+        return model.model_validate(value)
     except ValidationError as exc:
         raise invalid(exc, "body") from None
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from anypod.http.context import Context
 from anypod.http.responses import json_response, no_content
-from anypod.protocols.runpod import render, reports, schemas
+from anypod.protocols.runpod import limits, render, reports, schemas
 from anypod.store import WorkerInfo
 
 
@@ -22,7 +22,7 @@ async def job_take(ctx: Context) -> Response:
 
 async def job_take_batch(ctx: Context) -> Response:
     """Up to ``batch_size`` jobs as a JSON list; 204 when none came."""
-    size = min(ctx.query_as(schemas.TakeBatchQuery).batch_size, schemas.MAX_TAKE_BATCH)
+    size = min(ctx.query_as(schemas.TakeBatchQuery).batch_size, limits.MAX_TAKE_BATCH)
     taken = await ctx.service.take(ctx.endpoint, ctx.params["worker_id"], size)
     return json_response([render.worker_job(job) for job in taken]) if taken else no_content()
 

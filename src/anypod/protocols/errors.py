@@ -26,7 +26,14 @@ TABLE: tuple[tuple[type[errors.AnypodError], int, str], ...] = (
 INTERNAL = (500, "internal")
 _BY_CLASS = {cls: (status, code) for cls, status, code in TABLE}
 _BY_CODE = {code: cls for cls, _, code in TABLE}
-_BY_STATUS = {status: cls for cls, status, _ in reversed(TABLE)}  # the widest class per status
+_BY_STATUS: dict[int, type[errors.AnypodError]] = {  # a reply without a code: the widest class
+    400: errors.InvalidRequest,
+    401: errors.Unauthorized,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    413: errors.PayloadTooLarge,
+    503: errors.StoreUnavailable,
+}
 
 
 def status_and_code(exc: errors.AnypodError) -> tuple[int, str]:

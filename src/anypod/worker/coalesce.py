@@ -11,6 +11,7 @@ import logging
 
 from anypod import errors
 from anypod.client import AsyncClient
+from anypod.protocols.runpod.limits import MAX_DONE_BATCH
 
 log = logging.getLogger("anypod.worker")
 _Pending = tuple[str, bytes, bool, "asyncio.Future[None]"]
@@ -37,9 +38,11 @@ class DoneCoalescer:
         return future
 
     def _start_flush(self, client: AsyncClient) -> None:
-        task = asyncio.create_task(self._flush(client, self._pending.pop(client, [])))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        pending = self._pending.pop(client, [])
+        for start in range(0, len(pending), MAX_DONE_BATCH):
+            task = asyncio.create_task(self._flush(client, pending[start : start + MAX_DONE_BATCH]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _flush(self, client: AsyncClient, batch: list[_Pending]) -> None:
         try:

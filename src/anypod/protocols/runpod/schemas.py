@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StrictBool, StrictInt
 
 from anypod import jobs
-
-MAX_TAKE_BATCH = 256
+from anypod.protocols.runpod.limits import MAX_DONE_BATCH, MAX_TAKE_BATCH
 
 
 class Model(BaseModel):
@@ -75,7 +74,7 @@ class JobDoneItem(BaseModel):
     result: JobDoneBody
 
 
-class JobDoneBatch(RootModel[list[JobDoneItem]]):
+class JobDoneBatch(RootModel[Annotated[list[JobDoneItem], Field(max_length=MAX_DONE_BATCH)]]):
     """anypod's ``job-done-batch``: several results in one post."""
 
 

@@ -1,0 +1,6 @@
+"""Bounds of the lists in RunPod's worker protocol (and anypod's batch extension to it)."""
+
+from __future__ import annotations
+
+MAX_TAKE_BATCH = 256  # jobs in one job-take-batch reply
+MAX_DONE_BATCH = 1024  # results in one job-done-batch post

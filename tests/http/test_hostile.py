@@ -1,0 +1,93 @@
+"""Bad input of every kind gets a 4xx JSON error naming the field; odd but valid input is kept
+exactly. (Every reply here is also checked against the route table by the ``api`` fixture.)"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.http.conftest import Api
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code", "field"),
+    [
+        ("/v2/ep/run", b'{"input": ' + b"[" * 300 + b"]" * 300 + b"}", 400, "body"),
+        ("/v2/ep/run", b'{"input": 5}', 400, "input"),
+        ("/v2/ep/run", b'{"input": {}, "policy": "fast"}', 400, "policy"),
+        ("/v2/ep/run", b'{"input": {}, "s3Config": [1]}', 400, "s3Config"),
+        ("/v2/ep/run", b'{"input": {}, "webhook": "javascript:alert(1)"}', 400, "webhook"),
+        ("/v2/ep/run", b"\xff\xfe{}", 400, "body"),
+        ("/v2/ep/run", b'{"input": {"a": NaN}}', 400, "body"),
+        ("/v2/ep/runsync?wait=-1", b'{"input": {}}', 400, "wait"),
+        ("/v2/ep/runsync?wait=1e9", b'{"input": {}}', 400, "wait"),
+    ],
+)
+async def test_bad_submissions(api: Api, path: str, body: bytes, code: int, field: str) -> None:
+    reply = await api.http.post(path, content=body)
+    assert reply.status_code == code, reply.text
+    assert reply.json()["field"] == field and reply.json()["code"] == "invalid_request"
+    assert (await api.service.counts("ep")).in_queue == 0
+
+
+async def test_odd_but_valid_input_round_trips_exactly(api: Api) -> None:
+    odd = {"nul": "a\u0000b", "emoji": "\U0001f600", "deep": [[[[[1]]]]], "list": list(range(300))}
+    job_id = (await api.http.post("/v2/ep/run", json={"input": odd})).json()["id"]
+    taken = await api.http.get("/v2/ep/job-take/w1", headers=api.worker_headers())
+    assert taken.json() == {"id": job_id, "input": odd}
+
+
+async def test_a_declared_length_over_the_limit_is_refused_unread(api: Api) -> None:
+    reply = await api.http.post(
+        "/v2/ep/run", content=b"{}", headers={"Content-Length": "999999999"}
+    )
+    assert reply.status_code == 413 and reply.json()["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/v2/ep/job-take-batch/w1?batch_size=0", "batch_size"),
+        ("/v2/ep/job-take-batch/w1?batch_size=x", "batch_size"),
+        ("/v2/ep/job-take/w1?job_in_progress=7", "job_in_progress"),
+        ("/v2/ep/ping/w1?gpu=" + "g" * 500, "gpu"),
+    ],
+)
+async def test_bad_worker_queries(api: Api, path: str, field: str) -> None:
+    reply = await api.http.get(path, headers=api.worker_headers())
+    assert reply.status_code == 400 and reply.json()["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"output": ' + b"[" * 300 + b"]" * 300 + b"}", "body"),
+        (b'{"output": 1180591620717411303424}', "output"),
+        (b'{"stopPod": "maybe"}', "stopPod"),
+        (b"", "body"),
+    ],
+)
+async def test_bad_results_change_nothing(api: Api, body: bytes, field: str) -> None:
+    job_id = (await api.http.post("/v2/ep/run", json={"input": {}})).json()["id"]
+    await api.http.get("/v2/ep/job-take/w1", headers=api.worker_headers())
+    reply = await api.http.post(
+        f"/v2/ep/job-done/w1/{job_id}", content=body, headers=api.worker_headers()
+    )
+    assert reply.status_code == 400 and reply.json()["field"] == field, reply.text
+    assert (await api.http.get(f"/v2/ep/status/{job_id}")).json()["status"] == "IN_PROGRESS"
+
+
+async def test_odd_ids_are_404_json(api: Api) -> None:
+    for job_id in ("%00", "..%2F..%2Fetc", "\u00e9t\u00e9", "x" * 2000):
+        reply = await api.http.get(f"/v2/ep/status/{job_id}")
+        assert reply.status_code == 404, job_id
+        assert reply.json()["code"] in ("job_not_found", "not_found"), job_id  # no route
+
+
+async def test_a_huge_batch_of_results_is_refused(api: Api) -> None:
+    items = orjson.dumps([{"id": f"j{i}", "result": {}} for i in range(1500)])
+    api.app.limits = type(api.app.limits)(report=len(items) + 1)
+    reply = await api.http.post(
+        "/v2/ep/job-done-batch/w1", content=items, headers=api.worker_headers()
+    )
+    assert reply.status_code == 400 and reply.json()["field"] == "body"

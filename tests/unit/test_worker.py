@@ -1,0 +1,194 @@
+"""The worker's logic on an in-memory job source: real handler processes, no server.
+
+Each test writes the handler it needs; :class:`MemoryJobSource` stands in for the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anypod.worker.memory_source import MemoryJobSource
+from anypod.worker.options import WorkerOptions
+from anypod.worker.parent import Worker
+from anypod.worker.records import JobState, Records
+
+Start = Callable[..., Any]
+
+
+def job(job_id: str, **inp: object) -> dict[str, object]:
+    return {"id": job_id, "input": inp}
+
+
+@pytest.fixture
+async def start(tmp_path: Path) -> AsyncIterator[Start]:
+    """``await start(handler_source, **options)`` → (worker, source), running."""
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def make(source_code: str, **options: Any) -> tuple[Worker, MemoryJobSource]:
+        path = tmp_path / f"handler{len(running)}.py"
+        path.write_text(textwrap.dedent(source_code))
+        opts = WorkerOptions(
+            server="http://127.0.0.1:9",
+            endpoint="ep",
+            token="t",
+            handler=str(path),
+            worker_id="w1",
+            gpu="cpu",
+            ping_interval=0.05,
+            stop_grace=0.5,
+            **options,
+        )
+        source = MemoryJobSource(hold=0.05)
+        worker = Worker(opts, source)
+        running.append((worker, asyncio.create_task(worker.run())))
+        return worker, source
+
+    yield make
+    for worker, task in running:
+        worker.request_stop()
+        await asyncio.wait_for(task, 15)
+
+
+ECHO = """
+import anypod
+
+def handler(job):
+    anypod.progress(job, "started")
+    anypod.progress(job, "half")
+    return {"echo": job["input"]}
+"""
+
+
+async def test_runs_jobs_and_reports_progress_before_the_result(start: Start) -> None:
+    _, source = await start(ECHO)
+    await source.put(job("a", x=1), job("b", x=2))
+    assert await source.result("a") == {"output": {"echo": {"x": 1}}}
+    assert await source.result("b") == {"output": {"echo": {"x": 2}}}
+    kinds = [kind for kind, job_id, _ in source.reports if job_id == "a"]
+    assert kinds == ["progress", "progress", "done"]
+    assert [b["output"] for b in source.of("progress", "a")] == ["started", "half"]
+
+
+async def test_generator_chunks_then_aggregate(start: Start) -> None:
+    _, source = await start(
+        """
+        import runpod
+
+        def handler(job):
+            for i in range(3):
+                yield {"i": i}
+
+        runpod.serverless.start({"handler": handler, "return_aggregate_stream": True})
+        """
+    )
+    await source.put(job("g"))
+    assert await source.result("g") == {"output": [{"i": 0}, {"i": 1}, {"i": 2}]}
+    assert [c["output"] for c in source.of("chunk", "g")] == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+
+DIES = """
+import os, signal, time
+
+def handler(job):
+    if job["input"].get("crash"):
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"pid": os.getpid()}
+"""
+
+
+async def test_a_crash_fails_its_job_and_the_next_one_waits_for_a_new_child(start: Start) -> None:
+    worker, source = await start(DIES)
+    await source.put(job("first"))
+    first_pid = (await source.result("first"))["output"]["pid"]
+    await source.put(job("crash", crash=True))
+    await asyncio.sleep(0.05)  # taken and running
+    await source.put(job("after"))  # arrives while the child dies and restarts
+    crashed = await source.result("crash")
+    assert "killed by SIGKILL" in crashed["error"]
+    after = await source.result("after")
+    assert after["output"]["pid"] != first_pid  # ran, on the new child
+    assert len(worker.records) == 0
+
+
+SLEEPS = """
+import time
+
+def handler(job):
+    time.sleep(job["input"].get("seconds", 0))
+    return {"slept": job["input"].get("seconds", 0)}
+"""
+
+
+async def test_a_stopped_job_posts_nothing_and_the_worker_goes_on(start: Start) -> None:
+    worker, source = await start(SLEEPS)
+    await source.put(job("long", seconds=30))
+    while (record := worker.records.get("long")) is None or record.state is not JobState.RUNNING:
+        await asyncio.sleep(0.02)
+    await source.stop("long")
+    await source.put(job("next", seconds=0))
+    assert await source.result("next", timeout=15) == {"output": {"slept": 0}}
+    assert source.of("done", "long") == []
+    assert "long" not in worker.records
+
+
+async def test_pings_list_the_jobs_held(start: Start) -> None:
+    _, source = await start(SLEEPS)
+    await source.put(job("held", seconds=0.5))
+    await source.result("held")
+    assert any("held" in ping for ping in source.pings)
+    await asyncio.sleep(0.2)  # a few ping intervals after the result was posted
+    assert "held" not in source.pings[-1]
+
+
+BATCH = """
+import anypod
+
+@anypod.batch(max_size=2, max_wait_ms=50)
+def handler(jobs):
+    return [{"n": j["input"]["n"], "batch": len(jobs)} for j in jobs]
+"""
+
+
+async def test_batches_are_formed_and_results_go_to_each_job(start: Start) -> None:
+    worker, source = await start(BATCH)
+    await source.put(*(job(f"j{i}", n=i) for i in range(5)))
+    outputs = [(await source.result(f"j{i}"))["output"] for i in range(5)]
+    assert [o["n"] for o in outputs] == list(range(5))
+    assert max(o["batch"] for o in outputs) == 2
+    assert worker.capacity == 4  # a batch running and the next one filling
+
+
+async def test_stop_drains_running_jobs_first(tmp_path: Path) -> None:
+    path = tmp_path / "h.py"
+    path.write_text(textwrap.dedent(SLEEPS))
+    opts = WorkerOptions(
+        server="http://127.0.0.1:9", endpoint="ep", token="t", handler=str(path), worker_id="w",
+        gpu="cpu", ping_interval=0.05,
+    )  # fmt: skip
+    source = MemoryJobSource(hold=0.05)
+    worker = Worker(opts, source)
+    task = asyncio.create_task(worker.run())
+    await source.put(job("busy", seconds=0.5))
+    while not worker.records:
+        await asyncio.sleep(0.01)
+    worker.request_stop()
+    await asyncio.wait_for(task, 15)
+    assert source.of("done", "busy") == [{"output": {"slept": 0.5}}]
+
+
+def test_records_refuse_moves_the_states_do_not_allow() -> None:
+    records = Records()
+    records.add({"id": "a", "input": {}})
+    records.move("a", JobState.RUNNING)
+    records.move("a", JobState.REPORTING)
+    with pytest.raises(ValueError, match="reporting -> running"):
+        records.move("a", JobState.RUNNING)
+    assert records.slots_used == 0 and records.ids() == ["a"]
+    assert records.forget("a") is not None and not records
