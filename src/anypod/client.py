@@ -22,8 +22,6 @@ from anypod.protocols import errors as error_table
 from anypod.protocols.runpod import paths
 from anypod.transport import AiohttpSender, AsyncSender, Call, HttpxSender, Reply, SyncHttpxSender
 
-READS = ("status", "status-sync", "stream")
-
 
 class BaseClient:
     def __init__(self, base_url: str, api_key: str | None, *, raw_auth: bool) -> None:

@@ -63,10 +63,6 @@ def can_transition(current: JobStatus, new: JobStatus) -> bool:
     return new in TRANSITIONS[current]
 
 
-def is_terminal(status: JobStatus) -> bool:
-    return status in TERMINAL
-
-
 # --- records -----------------------------------------------------------------------------------
 
 

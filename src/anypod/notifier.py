@@ -97,9 +97,6 @@ class Notifier:
         for listener in self._listeners.get(topic, ()):
             listener.wake(payload)
 
-    def listening(self, topic: str) -> bool:
-        return topic in self._listeners
-
     async def start(self) -> None:
         """Hook for notifiers with a connection of their own."""
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any, TypeAlias
 
-JSON: TypeAlias = Any
-"""Any value that survives a JSON round trip."""
-
 JSONDict: TypeAlias = dict[str, Any]
 """A decoded JSON object."""
 

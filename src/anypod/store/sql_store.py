@@ -1,5 +1,5 @@
 """The store on a SQL database: every :class:`base.Store` method once, as statements of
-:mod:`store.sql`, over five primitives that the SQLite and PostgreSQL backends provide.
+:mod:`store.sql`, over six primitives that the SQLite and PostgreSQL backends provide.
 
 A backend only connects, runs statements, keeps transactions and maps its driver's errors:
 a duplicate key becomes :class:`errors.Conflict`, an unreachable database
