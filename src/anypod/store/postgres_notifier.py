@@ -20,7 +20,7 @@ import contextlib
 import logging
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 from anypod import notifier
 from anypod.store.postgres import is_unavailable, redact
