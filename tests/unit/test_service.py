@@ -13,17 +13,9 @@ from anypod.endpoints import Defaults, Endpoint
 from anypod.service import JobService, Timing
 from anypod.store import WorkerInfo
 from anypod.store.memory import MemoryStore
+from tests.clock import T0, Clock
 
 S = jobs.JobStatus
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -14,16 +14,7 @@ import pytest
 from anypod import jobs, notifier
 from anypod import store as stores
 from anypod.webhooks import WebhookPolicy, WebhookSender
-
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import T0, Clock
 
 
 @pytest.fixture
