@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
 
-def handler(job):
+
+def handler(job: dict[str, Any]) -> dict[str, bool]:
     return {"ok": True}
 
 
