@@ -1,4 +1,5 @@
-"""Shared fixtures: real servers started as subprocesses, one-behaviour handler files."""
+"""Shared fixtures: real servers started as subprocesses on one-behaviour handler files
+(``tests/handlers/<behaviour>.py``), and PostgreSQL databases (``tests/postgres.py``)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = Path(__file__).resolve().parent / "handlers"
+
+pytest_plugins = ["tests.postgres"]
 
 # Short windows so lapsed leases, timeouts and sweeps happen within a test's patience.
 FAST_ENV = {
@@ -125,7 +129,7 @@ class Served:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[object]:
+def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     """Factory: ``serve("echo", workers=1, extra=[...], env={...})`` → a started :class:`Served`."""
     started: list[Served] = []
 
@@ -165,11 +169,28 @@ def serve(tmp_path: Path) -> Iterator[object]:
         served.stop()
 
 
+@pytest.fixture
+def serve_many(serve: Callable[..., Served], tmp_path: Path) -> Callable[[list[str]], Served]:
+    """Factory: ``serve_many(["echo", "raises"])`` → one started :class:`Served` with an endpoint
+    per handler file, named after it, one worker each; returns once every worker is up."""
+
+    def start(handlers: list[str]) -> Served:
+        config = tmp_path / f"anypod-{'-'.join(handlers)}.toml"
+        config.write_text(
+            "".join(f'[endpoints.{h}]\nhandler = "{handler_path(h)}"\n\n' for h in handlers)
+        )
+        served = serve(None, extra=["--config", str(config)])
+        served.wait_workers(len(handlers))
+        return served
+
+    return start
+
+
 def wait_status(
     url: str, endpoint: str, job_id: str, statuses: set[str], timeout: float = 30.0
-) -> dict[str, object]:
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    body: dict[str, object] = {}
+    body: dict[str, Any] = {}
     while time.monotonic() < deadline:
         body = httpx.get(f"{url}/v2/{endpoint}/status/{job_id}", timeout=5).json()
         if body.get("status") in statuses:

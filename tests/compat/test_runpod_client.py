@@ -22,6 +22,7 @@ import runpod
 from tests.conftest import Served, wait_status
 
 Serve = Callable[..., Served]
+ServeMany = Callable[[list[str]], Served]
 KEY = "anything"
 
 
@@ -98,21 +99,21 @@ def test_run_sync_completed(serve: Serve) -> None:
 
 
 def test_run_sync_failed_returns_none(serve: Serve) -> None:
-    served = serve("behaviours", workers=1)
-    ep = endpoint(served, "behaviours")
+    served = serve("raises", workers=1)
+    ep = endpoint(served, "raises")
     # The SDK returns resp.get("output") for any final state, so a FAILED job gives None.
-    assert ep.run_sync({"do": "raise", "message": "nope"}, timeout=10) is None
+    assert ep.run_sync({"message": "nope"}, timeout=10) is None
     # ... and the error really is there for whoever asks /status.
-    job = ep.run({"do": "raise", "message": "nope"})
-    body = wait_status(served.url, "behaviours", job.job_id, {"FAILED"}, timeout=10)
+    job = ep.run({"message": "nope"})
+    body = wait_status(served.url, "raises", job.job_id, {"FAILED"}, timeout=10)
     assert "nope" in str(body["error"])
     assert job.status() == "FAILED"
     assert job.output(timeout=5) is None
 
 
-def test_run_passthrough_form_and_s3config(serve: Serve) -> None:
-    served = serve("behaviours", workers=1)
-    ep = endpoint(served, "behaviours")
+def test_run_passthrough_form_and_s3config(serve_many: ServeMany) -> None:
+    served = serve_many(["passthrough", "echo"])
+    ep = endpoint(served, "passthrough")
     s3 = {
         "accessId": "AK",
         "accessSecret": "SK",
@@ -122,7 +123,7 @@ def test_run_passthrough_form_and_s3config(serve: Serve) -> None:
     hook = "http://127.0.0.1:9/never"  # unreachable; delivery failures must not affect the job
     job = ep.run(
         {
-            "input": {"do": "s3"},
+            "input": {"n": 1},  # non-empty: the SDK wraps a body whose "input" is falsy
             "webhook": hook,
             "s3Config": s3,
             "policy": {"executionTimeout": 60_000, "ttl": 600_000},
@@ -132,10 +133,10 @@ def test_run_passthrough_form_and_s3config(serve: Serve) -> None:
     assert out == {"s3Config": s3, "webhook": hook}
     assert job.status() == "COMPLETED"
     # The passthrough form did not wrap the whole request as the input.
-    sync_out = ep.run_sync(
-        {"input": {"do": "echo", "k": 1}, "policy": {"ttl": 600_000}}, timeout=10
+    sync_out = endpoint(served, "echo").run_sync(
+        {"input": {"k": 1}, "policy": {"ttl": 600_000}}, timeout=10
     )
-    assert sync_out == {"echo": {"do": "echo", "k": 1}}
+    assert sync_out["echo"] == {"k": 1}
 
 
 def test_stream_collects_all_chunks_in_order(serve: Serve) -> None:
@@ -152,16 +153,16 @@ def test_stream_collects_all_chunks_in_order(serve: Serve) -> None:
 
 
 def test_cancel_sleeping_job(serve: Serve) -> None:
-    served = serve("behaviours", workers=1)
-    ep = endpoint(served, "behaviours")
-    job = ep.run({"do": "sleep", "seconds": 30})
-    wait_status(served.url, "behaviours", job.job_id, {"IN_PROGRESS"}, timeout=10)
+    served = serve("sleeps", workers=1)
+    ep = endpoint(served, "sleeps")
+    job = ep.run({"seconds": 30})
+    wait_status(served.url, "sleeps", job.job_id, {"IN_PROGRESS"}, timeout=10)
     reply = job.cancel()
     assert reply["id"] == job.job_id
     assert reply["status"] == "CANCELLED"
     assert job.status() == "CANCELLED"
     # The worker is freed for the next job.
-    assert ep.run_sync({"do": "pid"}, timeout=12)["pid"] > 0
+    assert ep.run_sync({"seconds": 0}, timeout=12)["slept"] == 0
 
 
 def test_cancel_queued_job(serve: Serve) -> None:
@@ -226,11 +227,11 @@ async def test_asyncio_endpoint_run_status_output(serve: Serve) -> None:
 
 
 async def test_asyncio_endpoint_cancel(serve: Serve) -> None:
-    served = serve("behaviours", workers=1)
+    served = serve("sleeps", workers=1)
     runpod.endpoint_url_base = f"{served.url}/v2"
     async with aiohttp.ClientSession() as session:
-        ep = runpod.AsyncioEndpoint("behaviours", session, api_key=KEY)
-        job = await ep.run({"do": "sleep", "seconds": 30})
+        ep = runpod.AsyncioEndpoint("sleeps", session, api_key=KEY)
+        job = await ep.run({"seconds": 30})
         deadline = time.monotonic() + 10
         while await job.status() != "IN_PROGRESS" and time.monotonic() < deadline:
             await asyncio.sleep(0.1)

@@ -10,15 +10,13 @@ from tests.conftest import wait_status
 
 
 def test_worker_takes_only_what_it_can_start(serve: Any) -> None:
-    s = serve("behaviours", extra=["--concurrency", "2"])
+    s = serve("sleeps", extra=["--concurrency", "2"])
     with httpx.Client(base_url=s.url, timeout=10) as c:
         ids = [
-            c.post("/v2/behaviours/run", json={"input": {"do": "sleep", "seconds": 0.6}}).json()[
-                "id"
-            ]
+            c.post("/v2/sleeps/run", json={"input": {"seconds": 0.6}}).json()["id"]
             for _ in range(6)
         ]
-    done = [wait_status(s.url, "behaviours", i, {"COMPLETED"}) for i in ids]
+    done = [wait_status(s.url, "sleeps", i, {"COMPLETED"}) for i in ids]
     spans = [(d["output"]["start"], d["output"]["end"]) for d in done]
     running_at = [sum(1 for a, b in spans if a <= t < b) for t, _ in spans]
     assert max(running_at) == 2  # two at once, never three

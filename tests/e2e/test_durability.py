@@ -32,30 +32,29 @@ def wait_all(url: str, ep: str, ids: list[str], timeout: float) -> dict[str, str
 
 
 def test_server_killed_mid_load_loses_nothing(serve: Any) -> None:
-    s = serve("behaviours")
+    s = serve("sleeps")
     with httpx.Client(base_url=s.url, timeout=10) as c:
         ids = [
-            c.post("/v2/behaviours/run", json={"input": {"do": "sleep", "seconds": 0.2}}).json()[
-                "id"
-            ]
+            c.post("/v2/sleeps/run", json={"input": {"seconds": 0.2}}).json()["id"]
             for _ in range(30)
         ]
-    wait_status(s.url, "behaviours", ids[2], {"COMPLETED"})
+    wait_status(s.url, "sleeps", ids[2], {"COMPLETED"})
     s.kill9()  # the API, its worker and the handler child, all at once
     s.start()
     s.wait_workers(1)
-    final = wait_all(s.url, "behaviours", ids, timeout=60)
+    final = wait_all(s.url, "sleeps", ids, timeout=60)
     assert set(final.values()) == {"COMPLETED"}, final
 
 
 def start_worker(url: str, ep: str, token: str, wid: str, log: Path) -> subprocess.Popen[bytes]:
+    """An ``anypod worker`` for endpoint ``ep`` running ``tests/handlers/sleeps.py``."""
     env = {**os.environ, **FAST_ENV, "ANYPOD_WORKER_TOKEN": token}
     args = [
         sys.executable,
         "-m",
         "anypod",
         "worker",
-        handler_path("behaviours"),
+        handler_path("sleeps"),
         "--server",
         url,
         "--endpoint",
@@ -93,19 +92,17 @@ def mint_token(database_url: str, ep: str) -> str:
 
 
 def test_worker_killed_mid_job_job_is_requeued_and_finishes(serve: Any, tmp_path: Path) -> None:
-    s = serve(None, endpoint="behaviours", workers=0)
-    token = mint_token(f"sqlite:///{tmp_path / 'anypod.db'}", "behaviours")
-    first = start_worker(s.url, "behaviours", token, "w-first", tmp_path / "w1.log")
+    s = serve(None, endpoint="sleeps", workers=0)
+    token = mint_token(f"sqlite:///{tmp_path / 'anypod.db'}", "sleeps")
+    first = start_worker(s.url, "sleeps", token, "w-first", tmp_path / "w1.log")
     second = None
     try:
-        job = httpx.post(
-            f"{s.url}/v2/behaviours/run", json={"input": {"do": "sleep", "seconds": 2}}
-        ).json()
-        running = wait_status(s.url, "behaviours", job["id"], {"IN_PROGRESS"})
+        job = httpx.post(f"{s.url}/v2/sleeps/run", json={"input": {"seconds": 2}}).json()
+        running = wait_status(s.url, "sleeps", job["id"], {"IN_PROGRESS"})
         assert running["workerId"] == "w-first"
         os.killpg(first.pid, signal.SIGKILL)
-        second = start_worker(s.url, "behaviours", token, "w-second", tmp_path / "w2.log")
-        done = wait_status(s.url, "behaviours", job["id"], {"COMPLETED", "FAILED"}, timeout=30)
+        second = start_worker(s.url, "sleeps", token, "w-second", tmp_path / "w2.log")
+        done = wait_status(s.url, "sleeps", job["id"], {"COMPLETED", "FAILED"}, timeout=30)
         assert done["status"] == "COMPLETED" and done["workerId"] == "w-second"
         assert done["retries"] == 1
     finally:
@@ -118,17 +115,15 @@ def test_worker_killed_mid_job_job_is_requeued_and_finishes(serve: Any, tmp_path
 
 def test_job_fails_with_reason_when_attempts_run_out(serve: Any, tmp_path: Path) -> None:
     config = tmp_path / "anypod.toml"
-    config.write_text("[endpoints.behaviours]\nmax_attempts = 1\n")
+    config.write_text("[endpoints.sleeps]\nmax_attempts = 1\n")
     s = serve(None, workers=0, extra=["--config", str(config)])
-    token = mint_token(f"sqlite:///{tmp_path / 'anypod.db'}", "behaviours")
-    worker = start_worker(s.url, "behaviours", token, "w-doomed", tmp_path / "w.log")
+    token = mint_token(f"sqlite:///{tmp_path / 'anypod.db'}", "sleeps")
+    worker = start_worker(s.url, "sleeps", token, "w-doomed", tmp_path / "w.log")
     try:
-        job = httpx.post(
-            f"{s.url}/v2/behaviours/run", json={"input": {"do": "sleep", "seconds": 30}}
-        ).json()
-        wait_status(s.url, "behaviours", job["id"], {"IN_PROGRESS"})
+        job = httpx.post(f"{s.url}/v2/sleeps/run", json={"input": {"seconds": 30}}).json()
+        wait_status(s.url, "sleeps", job["id"], {"IN_PROGRESS"})
         os.killpg(worker.pid, signal.SIGKILL)
-        failed = wait_status(s.url, "behaviours", job["id"], {"FAILED"}, timeout=20)
+        failed = wait_status(s.url, "sleeps", job["id"], {"FAILED"}, timeout=20)
         assert "w-doomed stopped responding" in failed["error"]
         assert "attempt 1 of 1" in failed["error"]
     finally:

@@ -65,7 +65,7 @@ def test_embeddings_over_http_batched(serve: Any, reference: Any) -> None:
     *good, bad = done
     assert bad["status"] == "FAILED" and str(bad["error"]).startswith("texts: ")
     assert all(d["status"] == "COMPLETED" for d in good), good
-    outputs: list[dict[str, Any]] = [d["output"] for d in good]  # type: ignore[misc]
+    outputs: list[dict[str, Any]] = [d["output"] for d in good]
     got = np.array([out["embeddings"][0] for out in outputs])
     assert np.allclose(got, encode(reference, SENTENCES), atol=1e-5)
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)

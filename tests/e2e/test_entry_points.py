@@ -15,6 +15,7 @@ import pytest
 
 from anypod import Client, errors
 from tests.conftest import FAST_ENV, HANDLERS, Served, free_port
+from tests.postgres import MakeDatabase
 
 
 def test_handler_file_serves_itself_with_anypod_serverless_start(tmp_path: Path) -> None:
@@ -47,22 +48,34 @@ def test_config_file_declares_several_endpoints(serve: Any, tmp_path: Path) -> N
     config = tmp_path / "anypod.toml"
     config.write_text(
         f'[endpoints.echoer]\nhandler = "{HANDLERS / "echo.py"}"\n\n'
-        f'[endpoints.worky]\nhandler = "{HANDLERS / "behaviours.py"}"\nworkers = 2\n'
+        f'[endpoints.worky]\nhandler = "{HANDLERS / "sleeps.py"}"\nworkers = 2\n'
         "execution_timeout_ms = 5000\n\n[endpoints.remote]\n"
     )
     s = serve(None, extra=["--config", str(config)])
     s.wait_workers(3)
     with Client(s.url) as client:
         assert client.runsync("echoer", {"v": 1})["output"]["echo"] == {"v": 1}
-        assert client.runsync("worky", {"v": 2})["output"] == {"echo": {"v": 2}}
+        assert client.runsync("worky", {"seconds": 0})["output"]["slept"] == 0
         queued = client.run("remote", {"v": 3})
         assert client.status("remote", queued["id"])["status"] == "IN_QUEUE"
         with pytest.raises(errors.EndpointNotFound) as missing:
             client.run("nope", {})
         assert missing.value.status_code == 404
-        job = client.run("worky", {"do": "sleep", "seconds": 30})
+        job = client.run("worky", {"seconds": 30})
         timed_out = client.status("worky", job["id"], wait_ms=15_000)
         assert timed_out["status"] == "TIMED_OUT"  # the endpoint's default executionTimeout
+
+
+def test_anypod_migrate_readies_an_empty_postgres_database(
+    serve: Any, pg_database: MakeDatabase
+) -> None:
+    url = pg_database(template=False)
+    migrate = [sys.executable, "-m", "anypod", "migrate", "--database", url]
+    out = subprocess.run(migrate, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "schema up to date" in out.stdout, out.stderr
+    s = serve("echo", extra=["--database", url])
+    with Client(s.url) as client:
+        assert client.runsync("echo", {"v": 1})["output"]["echo"] == {"v": 1}
 
 
 def test_bad_config_and_public_bind_refused(tmp_path: Path) -> None:

@@ -22,57 +22,58 @@ def runsync(url: str, ep: str, inp: dict[str, Any], **extra: Any) -> dict[str, A
     return post(url, f"/v2/{ep}/runsync", {"input": inp, **extra})
 
 
-def test_plain_raise_error_dict_and_none(serve: Any) -> None:
-    s = serve("behaviours")
-    assert runsync(s.url, "behaviours", {"x": 1})["output"] == {"echo": {"x": 1}}
-    raised = runsync(s.url, "behaviours", {"do": "raise", "message": "nope"})
+def test_plain_raise_error_dict_and_none(serve_many: Any) -> None:
+    s = serve_many(["echo", "raises", "error_dict", "returns_none", "passthrough"])
+    echoed = runsync(s.url, "echo", {"x": 1})
+    assert echoed["output"] == {"echo": {"x": 1}, "job_id": echoed["id"]}
+    raised = runsync(s.url, "raises", {"message": "nope"})
     assert raised["status"] == "FAILED"
     doc = json.loads(raised["error"])
     assert doc["error_message"] == "nope" and doc["error_type"] == "<class 'ValueError'>"
-    errored = runsync(s.url, "behaviours", {"do": "error", "message": "bad input"})
+    errored = runsync(s.url, "error_dict", {"message": "bad input"})
     assert errored == {**errored, "status": "FAILED", "error": "bad input"}
-    none = runsync(s.url, "behaviours", {"do": "none"})
+    none = runsync(s.url, "returns_none", {})
     assert none["status"] == "COMPLETED" and none["output"] is None
-    passthrough = runsync(s.url, "behaviours", {"do": "s3"}, s3Config={"bucketName": "b"})
+    passthrough = runsync(s.url, "passthrough", {}, s3Config={"bucketName": "b"})
     assert passthrough["output"]["s3Config"] == {"bucketName": "b"}
 
 
 def test_crash_fails_the_job_and_the_worker_recovers(serve: Any) -> None:
-    s = serve("behaviours")
-    before = runsync(s.url, "behaviours", {"do": "pid"})["output"]["pid"]
-    crashed = runsync(s.url, "behaviours", {"do": "crash"})
+    s = serve("dies")
+    before = runsync(s.url, "dies", {})["output"]["pid"]
+    crashed = runsync(s.url, "dies", {"crash": True})
     assert crashed["status"] == "FAILED" and "SIGKILL" in crashed["error"]
-    exited = runsync(s.url, "behaviours", {"do": "exit"})
+    exited = runsync(s.url, "dies", {"exit": 3})
     assert exited["status"] == "FAILED" and "exited with code 3" in exited["error"]
-    after = runsync(s.url, "behaviours", {"do": "pid"})
+    after = runsync(s.url, "dies", {})
     assert after["status"] == "COMPLETED" and after["output"]["pid"] != before
 
 
 def test_execution_timeout_kills_the_handler_and_next_job_runs(serve: Any) -> None:
-    s = serve("behaviours")
+    s = serve("sleeps")
     job = post(
         s.url,
-        "/v2/behaviours/run",
-        {"input": {"do": "sleep", "seconds": 60}, "policy": {"executionTimeout": 5000}},
+        "/v2/sleeps/run",
+        {"input": {"seconds": 60}, "policy": {"executionTimeout": 5000}},
     )
     started = time.monotonic()
-    ended = wait_status(s.url, "behaviours", job["id"], {"TIMED_OUT"}, timeout=20)
+    ended = wait_status(s.url, "sleeps", job["id"], {"TIMED_OUT"}, timeout=20)
     assert 4.5 < time.monotonic() - started < 12
     assert "execution timeout of 5000 ms" in ended["error"]
-    nxt = runsync(s.url, "behaviours", {"x": 2})
-    assert nxt["status"] == "COMPLETED" and nxt["output"] == {"echo": {"x": 2}}
+    nxt = runsync(s.url, "sleeps", {"seconds": 0})
+    assert nxt["status"] == "COMPLETED" and nxt["output"]["slept"] == 0
 
 
 def test_cancel_in_progress_stops_the_handler(serve: Any) -> None:
-    s = serve("behaviours")
-    job = post(s.url, "/v2/behaviours/run", {"input": {"do": "sleep", "seconds": 60}})
-    wait_status(s.url, "behaviours", job["id"], {"IN_PROGRESS"})
-    cancelled = post(s.url, f"/v2/behaviours/cancel/{job['id']}", {})
+    s = serve("sleeps")
+    job = post(s.url, "/v2/sleeps/run", {"input": {"seconds": 60}})
+    wait_status(s.url, "sleeps", job["id"], {"IN_PROGRESS"})
+    cancelled = post(s.url, f"/v2/sleeps/cancel/{job['id']}", {})
     assert cancelled["status"] == "CANCELLED"
     started = time.monotonic()
-    nxt = runsync(s.url, "behaviours", {"x": 3})
+    nxt = runsync(s.url, "sleeps", {"seconds": 0})
     assert nxt["status"] == "COMPLETED" and time.monotonic() - started < 10
-    assert wait_status(s.url, "behaviours", job["id"], {"CANCELLED"})["status"] == "CANCELLED"
+    assert wait_status(s.url, "sleeps", job["id"], {"CANCELLED"})["status"] == "CANCELLED"
 
 
 def test_generator_streams_progress_and_aggregates(serve: Any) -> None:
@@ -127,9 +128,9 @@ def test_concurrency_modifier_runs_jobs_at_once(serve: Any) -> None:
 
 
 def test_refresh_worker_restarts_the_handler_process(serve: Any) -> None:
-    s = serve("behaviours")
-    first = runsync(s.url, "behaviours", {"do": "refresh"})["output"]["pid"]
-    second = runsync(s.url, "behaviours", {"do": "pid"})["output"]["pid"]
+    s = serve("refresh")
+    first = runsync(s.url, "refresh", {})["output"]["pid"]
+    second = runsync(s.url, "refresh", {})["output"]["pid"]
     assert first != second
 
 
@@ -152,15 +153,16 @@ def test_webhook_is_posted_with_runpod_envelope(serve: Any) -> None:
     hook = http.server.HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     try:
-        s = serve("behaviours")
+        s = serve("echo")
         url = f"http://127.0.0.1:{hook.server_port}/cb"
-        job = post(s.url, "/v2/behaviours/run", {"input": {"a": 1}, "webhook": url})
+        job = post(s.url, "/v2/echo/run", {"input": {"a": 1}, "webhook": url})
         deadline = time.monotonic() + 15
         while not received and time.monotonic() < deadline:
             time.sleep(0.05)
         assert received and received[0]["id"] == job["id"]
         assert received[0]["status"] == "COMPLETED" and received[0]["input"] == {"a": 1}
-        assert received[0]["output"] == {"echo": {"a": 1}} and received[0]["webhook"] == url
+        assert received[0]["output"] == {"echo": {"a": 1}, "job_id": job["id"]}
+        assert received[0]["webhook"] == url
     finally:
         hook.shutdown()
         hook.server_close()

@@ -93,10 +93,11 @@ def wait_ready(url: str, workers: int = 0, timeout: float = 30) -> None:
 
 
 def submit(urls: list[str], body: dict[str, object]) -> str | None:
-    """Submit to the first replica that answers, as a client behind a load balancer would."""
+    """Submit to ``record`` on the first replica that answers, as a client behind a load
+    balancer would."""
     for url in urls:
         try:
-            return str(httpx.post(f"{url}/v2/behaviours/run", json=body, timeout=5).json()["id"])
+            return str(httpx.post(f"{url}/v2/record/run", json=body, timeout=5).json()["id"])
         except (httpx.HTTPError, KeyError):
             continue
     return None
@@ -118,7 +119,7 @@ def test_replica_killed_mid_load(gpu_host: tuple[str, str], pg_url: str, tmp_pat
                     "anypod",
                     "server",
                     "--endpoint",
-                    "behaviours",
+                    "record",
                     "--host",
                     api_ip,
                     "--port",
@@ -133,7 +134,7 @@ def test_replica_killed_mid_load(gpu_host: tuple[str, str], pg_url: str, tmp_pat
         ]
         for url in urls:
             wait_ready(url)
-        token = mint_token(pg_url, "behaviours")
+        token = mint_token(pg_url, "record")
         for w, order in enumerate([urls, urls[::-1]]):
             servers = [arg for url in order for arg in ("--server", url)]
             procs.start(
@@ -147,10 +148,10 @@ def test_replica_killed_mid_load(gpu_host: tuple[str, str], pg_url: str, tmp_pat
                     "-m",
                     "anypod",
                     "worker",
-                    handler_path("behaviours"),
+                    handler_path("record"),
                     *servers,
                     "--endpoint",
-                    "behaviours",
+                    "record",
                     "--token",
                     token,
                     "--worker-id",
@@ -163,7 +164,7 @@ def test_replica_killed_mid_load(gpu_host: tuple[str, str], pg_url: str, tmp_pat
                 {"ANYPOD_WORKER_TOKEN": token},
             )
         wait_ready(urls[1], workers=2)
-        body = {"input": {"do": "record", "path": str(record), "seconds": 0.05}}
+        body: dict[str, object] = {"input": {"path": str(record), "seconds": 0.05}}
         accepted = [submit(urls[i % 2 :] + urls[: i % 2], body) for i in range(60)]
         os.killpg(replicas[0].pid, signal.SIGKILL)  # replica A dies mid-load
         accepted += [submit(urls, body) for _ in range(60)]
@@ -172,7 +173,7 @@ def test_replica_killed_mid_load(gpu_host: tuple[str, str], pg_url: str, tmp_pat
         deadline, final = time.monotonic() + 90, {}
         with httpx.Client(base_url=urls[1], timeout=5) as c:
             while time.monotonic() < deadline:
-                final = {i: c.get(f"/v2/behaviours/status/{i}").json().get("status") for i in ids}
+                final = {i: c.get(f"/v2/record/status/{i}").json().get("status") for i in ids}
                 if all(s == "COMPLETED" for s in final.values()):
                     break
                 time.sleep(0.5)
@@ -198,7 +199,7 @@ def test_replicas_wake_each_other_without_polling(pg_url: str, tmp_path: Path) -
                     "anypod",
                     "server",
                     "--endpoint",
-                    "behaviours",
+                    "sleeps",
                     "--port",
                     str(port),
                     "--database",
@@ -208,7 +209,7 @@ def test_replicas_wake_each_other_without_polling(pg_url: str, tmp_path: Path) -
             )
         wait_ready(a)
         wait_ready(b)
-        token = mint_token(pg_url, "behaviours")
+        token = mint_token(pg_url, "sleeps")
         procs.start(
             "worker",
             [
@@ -216,11 +217,11 @@ def test_replicas_wake_each_other_without_polling(pg_url: str, tmp_path: Path) -
                 "-m",
                 "anypod",
                 "worker",
-                handler_path("behaviours"),
+                handler_path("sleeps"),
                 "--server",
                 b,
                 "--endpoint",
-                "behaviours",
+                "sleeps",
                 "--token",
                 token,
                 "--ping-interval",
@@ -233,14 +234,12 @@ def test_replicas_wake_each_other_without_polling(pg_url: str, tmp_path: Path) -
         with httpx.Client(timeout=30) as c:
             for _ in range(5):
                 started = time.monotonic()
-                reply = c.post(f"{a}/v2/behaviours/runsync", json={"input": {"x": 1}}).json()
+                reply = c.post(f"{a}/v2/sleeps/runsync", json={"input": {"seconds": 0}}).json()
                 assert reply["status"] == "COMPLETED"
                 assert time.monotonic() - started < 1.0  # no poll interval on the path
-            job = c.post(
-                f"{a}/v2/behaviours/run", json={"input": {"do": "sleep", "seconds": 0.5}}
-            ).json()
+            job = c.post(f"{a}/v2/sleeps/run", json={"input": {"seconds": 0.5}}).json()
             started = time.monotonic()
-            done = c.get(f"{b}/v2/behaviours/status-sync/{job['id']}?wait=10000").json()
+            done = c.get(f"{b}/v2/sleeps/status-sync/{job['id']}?wait=10000").json()
             assert done["status"] == "COMPLETED" and time.monotonic() - started < 1.5
     finally:
         procs.kill_all()

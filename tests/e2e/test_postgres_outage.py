@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -21,13 +22,21 @@ PROXY = Path(__file__).resolve().parents[1] / "tcp_proxy.py"
 class Cut:
     """A TCP proxy in front of PostgreSQL; ``down()`` kills it, ``up()`` brings it back."""
 
-    def __init__(self) -> None:
+    def __init__(self, database_url: str) -> None:
+        self.target = urlsplit(database_url)
         self.port = free_port()
         self.proc: subprocess.Popen[str] | None = None
 
+    @property
+    def url(self) -> str:
+        """``database_url``, reached through the proxy."""
+        userinfo, at, _ = self.target.netloc.rpartition("@")
+        return urlunsplit(self.target._replace(netloc=f"{userinfo}{at}127.0.0.1:{self.port}"))
+
     def up(self) -> None:
+        host, port = self.target.hostname or "127.0.0.1", self.target.port or 5432
         self.proc = subprocess.Popen(
-            [sys.executable, str(PROXY), str(self.port), "127.0.0.1", "5432"],
+            [sys.executable, str(PROXY), str(self.port), host, str(port)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -43,26 +52,23 @@ class Cut:
 
 
 @pytest.fixture
-def cut() -> Iterator[Cut]:
-    proxy = Cut()
+def cut(pg_url: str) -> Iterator[Cut]:
+    proxy = Cut(pg_url)
     proxy.up()
     yield proxy
     proxy.down()
 
 
-def test_database_outage_mid_load(serve: Any, pg_url: str, cut: Cut) -> None:
-    via_proxy = pg_url.replace(":5432/", f":{cut.port}/")
-    s = serve("behaviours", extra=["--database", via_proxy])
+def test_database_outage_mid_load(serve: Any, cut: Cut) -> None:
+    s = serve("sleeps", extra=["--database", cut.url])
     with httpx.Client(base_url=s.url, timeout=15) as c:
         before = [
-            c.post("/v2/behaviours/run", json={"input": {"do": "sleep", "seconds": 0.3}}).json()[
-                "id"
-            ]
+            c.post("/v2/sleeps/run", json={"input": {"seconds": 0.3}}).json()["id"]
             for _ in range(10)
         ]
         cut.down()
         started = time.monotonic()
-        refused = c.post("/v2/behaviours/run", json={"input": {}})
+        refused = c.post("/v2/sleeps/run", json={"input": {}})
         assert time.monotonic() - started < 10  # no hang
         assert refused.status_code == 503, refused.text
         assert refused.headers["content-type"] == "application/json"
@@ -74,7 +80,7 @@ def test_database_outage_mid_load(serve: Any, pg_url: str, cut: Cut) -> None:
         while c.get("/health").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
         after = [
-            c.post("/v2/behaviours/run", json={"input": {"n": i}}).json()["id"] for i in range(5)
+            c.post("/v2/sleeps/run", json={"input": {"seconds": 0}}).json()["id"] for _ in range(5)
         ]
-    final = wait_all(s.url, "behaviours", before + after, timeout=60)
+    final = wait_all(s.url, "sleeps", before + after, timeout=60)
     assert set(final.values()) == {"COMPLETED"}, final

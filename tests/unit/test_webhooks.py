@@ -95,7 +95,12 @@ async def test_gives_up_after_attempts(store: stores.Store) -> None:
 
 async def test_private_targets_refused_unless_allowed(store: stores.Store) -> None:
     calls: list[httpx.Request] = []
-    transport = httpx.MockTransport(lambda r: calls.append(r) or httpx.Response(200))
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200)
+
+    transport = httpx.MockTransport(receiver)
     sender = WebhookSender(
         store,
         WebhookPolicy(attempts=1),
