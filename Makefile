@@ -21,10 +21,10 @@ demo: $(STAMP)
 	$(BIN)/python examples/whisper/demo.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --run-slow
+	$(BIN)/python -m pytest -q -n 2 --run-slow
 
 check: $(STAMP)
 	$(BIN)/ruff check .
