@@ -146,7 +146,10 @@ def worker(
     from anypod.worker.parent import serve
 
     logs.configure("INFO")
-    settings = settings_module.from_env()
+    try:
+        settings = settings_module.from_env()
+    except errors.AnypodError as exc:
+        raise _fail(exc) from exc
     wid = worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
     opts = WorkerOptions(
         server=server[0],

@@ -14,7 +14,8 @@ AnypodError
 ├── SchemaMismatch          the database schema is not the one this version expects
 ├── ConfigError             a settings or endpoint file is wrong
 ├── HandlerLoadError        the worker could not load the user's handler
-├── ClientError             the SDK got an error reply no class above stands for
+├── ClientError             the SDK got an error reply (what it raises for a reply that a
+│                           class above stands for is that class and a ClientError)
 └── Unreachable             the SDK could not reach the server
 
 An error the SDK raised from a reply carries the reply's ``status_code`` and decoded ``body``;
@@ -91,7 +92,9 @@ class HandlerLoadError(AnypodError):
 class ClientError(AnypodError):
     """The server answered with an error."""
 
-    def __init__(self, message: str, *, status_code: int, body: Any = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, status_code: int | None = None, body: Any = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.body = body

@@ -174,11 +174,11 @@ class JobService:
                 await listener.wait(remaining)
 
     async def cancel(self, endpoint: str, job_id: str) -> jobs.Job:
-        before = await self.get(endpoint, job_id)
+        await self.get(endpoint, job_id)  # the job exists, on this endpoint
         job = await self.store.end(job_id, jobs.cancel(self.clock()))
         if job is None:  # already finished: cancelling changes nothing
             return await self.get(endpoint, job_id)
-        self._ended(before, job)
+        self._ended(job)
         return job
 
     async def retry(self, endpoint: str, job_id: str) -> jobs.Job:
@@ -273,7 +273,7 @@ class JobService:
             return
         job = await self.store.end(job_id, jobs.finish(report, self.clock()))
         if job is None:
-            log.info("dropped a late result from %s for finished job %s", worker_id, job_id)
+            log.info("dropped a late result from %r for finished job %r", worker_id, job_id)
             return
         self._notify_end(job)
 
@@ -308,11 +308,12 @@ class JobService:
         if job.webhook:
             self.notifier.notify(notifier.WEBHOOKS)
 
-    def _ended(self, before: jobs.Job, after: jobs.Job) -> None:
-        """A job was ended by the server (cancel, timeout): wake waiters, stop its worker."""
+    def _ended(self, after: jobs.Job) -> None:
+        """A job was ended by the server (cancel, timeout): wake waiters, stop its worker (the
+        one the ended row names: a claim may have landed since the job was read)."""
         self._notify_end(after)
-        if before.status is S.IN_PROGRESS and before.worker_id:
-            self._request_stop(before.worker_id, [before.id])
+        if after.worker_id:
+            self._request_stop(after.worker_id, [after.id])
 
     async def sweep(self, limit: int = 500) -> int:
         """Apply timeouts, TTLs and lapsed leases; purge expired results. Returns jobs moved."""
@@ -329,10 +330,10 @@ class JobService:
 
     def _swept(self, before: jobs.Job, after: jobs.Job) -> None:
         if after.status is S.IN_QUEUE:
-            log.warning("job %s: worker %s lapsed; re-queued", before.id, before.worker_id)
+            log.warning("job %r: worker %r lapsed; re-queued", before.id, before.worker_id)
             self.notifier.notify(notifier.queue_topic(before.endpoint))
             if before.worker_id:
                 self._request_stop(before.worker_id, [before.id])
         else:
-            log.warning("job %s: %s", before.id, (after.error or b"").decode(errors="replace"))
-            self._ended(before, after)
+            log.warning("job %r: %s", before.id, (after.error or b"").decode(errors="replace"))
+            self._ended(after)

@@ -43,6 +43,8 @@ class Supervisor:
         while not self.stopping():
             proc = await spawn(options)
             self.processes[options.worker_id] = proc
+            if self.stopping():  # stop() ran while it was being spawned
+                proc.send_signal(signal.SIGTERM)
             started = asyncio.get_running_loop().time()
             code = await proc.wait()
             if self.stopping():

@@ -121,9 +121,17 @@ class WebhookSender:
         await self.store.webhook_attempted(job.id, outcome)
 
     async def _post(self, job: jobs.Job, attempt: int) -> bool:
+        """One delivery attempt; any failure (refused, unreachable, unusable URL) is False."""
+        try:
+            return await self._attempt(job, attempt)
+        except Exception as exc:  # e.g. a URL the HTTP client cannot use: count it, go on
+            log.info("webhook for job %r failed (attempt %d): %r", job.id, attempt, exc)
+            return False
+
+    async def _attempt(self, job: jobs.Job, attempt: int) -> bool:
         url = job.webhook or ""
         if not self.policy.allow_private and await is_private_target(url):
-            log.warning("webhook for job %s refused: %s is a private address", job.id, url)
+            log.warning("webhook for job %r refused: %r is a private address", job.id, url)
             return False
         body = orjson.dumps(render.webhook_payload(job, self.clock()))
         headers = {
@@ -133,9 +141,5 @@ class WebhookSender:
         }
         if self.policy.secret:
             headers["X-Anypod-Signature"] = sign(self.policy.secret, int(self.clock()), body)
-        try:
-            reply = await self.client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            log.info("webhook for job %s failed (attempt %d): %s", job.id, attempt, exc)
-            return False
+        reply = await self.client.post(url, content=body, headers=headers)
         return reply.is_success

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
+
+from anypod import AsyncClient
+from anypod.http.routing import Limits
+from anypod.worker.coalesce import DoneCoalescer
 from tests.http.conftest import Api
 
 
@@ -152,3 +157,21 @@ async def test_job_done_batch_reports_several_results(api: Api) -> None:
             "/v2/ep/job-done-batch/w1", content=bad, headers=api.worker_headers()
         )
         assert reply.status_code == 400 and reply.json()["field"] == field, bad
+
+
+async def test_results_too_big_for_one_post_go_one_by_one(api: Api) -> None:
+    """Two results that fit the body limit alone but not together: the batch post gets a 413
+    and the worker's coalescer posts them one by one."""
+    a, b = await submit(api, 2)
+    await api.http.get("/v2/ep/job-take-batch/w1?batch_size=2", headers=api.worker_headers())
+    api.app.limits = Limits(report=1000)
+    transport = httpx.ASGITransport(app=api.app)
+    async with AsyncClient("http://t", api.token, raw_auth=True, transport=transport) as client:
+        coalescer = DoneCoalescer("ep", "w1")
+        body = b'{"output": "' + b"x" * 600 + b'"}'
+        await asyncio.gather(
+            coalescer.done(client, a, body, False), coalescer.done(client, b, body, False)
+        )
+    for job_id in (a, b):
+        status = (await api.http.get(f"/v2/ep/status/{job_id}")).json()
+        assert status["status"] == "COMPLETED" and len(status["output"]) == 600

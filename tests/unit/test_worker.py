@@ -192,3 +192,66 @@ def test_records_refuse_moves_the_states_do_not_allow() -> None:
         records.move("a", JobState.RUNNING)
     assert records.slots_used == 0 and records.ids() == ["a"]
     assert records.forget("a") is not None and not records
+
+
+REFRESH_OR_CRASH = """
+import asyncio, os, signal
+
+async def handler(job):
+    if job["input"].get("refresh"):
+        return {"refresh_worker": True, "pid": os.getpid()}
+    if job["input"].get("crash"):
+        await asyncio.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"pid": os.getpid()}
+"""
+
+
+async def test_a_crash_while_a_refresh_waits_does_not_stall_the_worker(start: Start) -> None:
+    _, source = await start(REFRESH_OR_CRASH, concurrency=2)
+    await source.put(job("crash", crash=True), job("refresh", refresh=True))
+    assert (await source.result("refresh"))["output"]["pid"] > 0
+    assert "killed by SIGKILL" in (await source.result("crash"))["error"]
+    await source.put(job("after"))
+    assert "pid" in (await source.result("after"))["output"]  # still taking jobs
+
+
+LATE = """
+import asyncio
+
+async def handler(job):
+    try:
+        await asyncio.sleep(job["input"]["seconds"])
+    except asyncio.CancelledError:
+        return {"finished": "anyway"}  # ignores the cancel
+    return {"slept": job["input"]["seconds"]}
+"""
+
+
+class SlowReports(MemoryJobSource):
+    async def done(self, job_id: str, body: bytes, *, is_stream: bool) -> None:
+        if job_id == "x":
+            await asyncio.sleep(1.5)  # longer than the worker's stop grace
+        await super().done(job_id, body, is_stream=is_stream)
+
+
+async def test_stopping_a_job_that_finished_anyway_kills_nothing_else(tmp_path: Path) -> None:
+    path = tmp_path / "late.py"
+    path.write_text(textwrap.dedent(LATE))
+    opts = WorkerOptions(
+        server="http://127.0.0.1:9", endpoint="ep", token="t", handler=str(path), worker_id="w",
+        gpu="cpu", ping_interval=0.05, stop_grace=0.5, concurrency=2,
+    )  # fmt: skip
+    source = SlowReports(hold=0.05)
+    worker = Worker(opts, source)
+    task = asyncio.create_task(worker.run())
+    try:
+        await source.put(job("x", seconds=5), job("y", seconds=1.2))
+        while len(worker.records) < 2:
+            await asyncio.sleep(0.01)
+        await source.stop("x")
+        assert await source.result("y", timeout=10) == {"output": {"slept": 1.2}}
+        assert await source.result("x", timeout=10) == {"output": {"finished": "anyway"}}
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(task, 15)

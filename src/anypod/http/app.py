@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -77,6 +77,7 @@ class App:
     async def _respond(self, found: Match, request: Request) -> Response:
         route, params = found.route, found.params
         try:
+            requests.path(params)
             caller = await self.authenticator.resolve(route.auth, request, params.get("endpoint"))
             query = body = None
             if route.query is not None:
@@ -87,6 +88,8 @@ class App:
             return await route.handler(Context(request, params, caller, self.service, query, body))
         except errors.AnypodError as exc:
             return replies.render(exc, request.method, request.url.path)
+        except ClientDisconnect:  # gone mid-upload: nothing was done, no one to answer
+            return replies.render(errors.InvalidRequest("client went away"), "", "")
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

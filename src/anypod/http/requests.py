@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
-import pydantic_core
+import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
@@ -38,13 +38,13 @@ def _too_large(size: int, limit: int) -> errors.PayloadTooLarge:
 def body(model: type[M], raw: bytes) -> M:
     """A JSON body, whatever its Content-Type (the runpod SDK's worker posts say form data).
 
-    Strict JSON: no NaN or Infinity, and integers of any size kept exact (one that cannot be
-    stored is refused later, never rounded)."""
+    Decoded by orjson, as anypod always has: strict JSON (no NaN, Infinity or lone surrogates),
+    integers beyond 64 bits read as floats."""
     if not raw.strip():
         raise errors.InvalidRequest("request body is empty; expected JSON", field="body")
     try:
-        value = pydantic_core.from_json(raw, allow_inf_nan=False)
-    except ValueError as exc:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise errors.InvalidRequest(
             f"request body is not valid JSON: {exc}", field="body"
         ) from None
@@ -54,9 +54,22 @@ def body(model: type[M], raw: bytes) -> M:
         raise invalid(exc, "body") from None
 
 
+def path(params: Mapping[str, str]) -> None:
+    """Path parameters are ids kept in text columns: no NUL (PostgreSQL cannot store one)."""
+    _no_nul(params)
+
+
+def _no_nul(values: Mapping[str, str]) -> None:
+    for name, value in values.items():
+        if "\x00" in value:
+            raise errors.InvalidRequest("must not contain a NUL character", field=name)
+
+
 def query(model: type[M], params: Mapping[str, str]) -> M:
+    """Query parameters; an empty value (``?wait=``) counts as absent."""
+    _no_nul(params)
     try:
-        return model.model_validate(params)
+        return model.model_validate({k: v for k, v in params.items() if v != ""})
     except ValidationError as exc:
         raise invalid(exc, "query") from None
 

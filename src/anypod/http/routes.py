@@ -124,7 +124,12 @@ def open_route(
 ROUTES: list[Route] = [
     # --- system ---
     open_route(
-        "/health", system.health, "Server health", {200: system.ServerHealth}, 503, in_schema=True
+        "/health",
+        system.health,
+        "Server health",
+        {200: system.ServerHealthReply},
+        503,
+        in_schema=True,
     ),
     open_route("/openapi.json", system.openapi, "OpenAPI document", {200: None}),
     open_route("/docs", system.docs, "API reference (Swagger UI)", {200: None}),

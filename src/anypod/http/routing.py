@@ -93,10 +93,12 @@ class Router:
             raise ValueError("a method and path are declared twice in the route table")
 
     def match(self, method: str, path: str) -> Match | WrongMethod | None:
-        """The route and its path parameters; HEAD is served by the GET route."""
-        for pattern, route in self._by_method.get("GET" if method == "HEAD" else method, ()):
+        """The route and its path parameters. HEAD is served by an open GET route (health,
+        docs): those change nothing, while a GET on the API may (a take, a stream drain)."""
+        head = method == "HEAD"
+        for pattern, route in self._by_method.get("GET" if head else method, ()):
             found = pattern.match(path)
-            if found:
+            if found and (not head or route.auth is Auth.NONE):
                 return Match(route, found.groupdict())
         allowed = sorted({r.method for p, r in self._compiled if p.match(path)})
         return WrongMethod(tuple(allowed)) if allowed else None

@@ -15,6 +15,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from anypod import errors
 from anypod.http.app import App
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class HttpServer:
             host=host,
             port=port,
             http=JsonErrorsProtocol,
+            ws="none",  # no websocket routes: an upgrade request is plain HTTP
             lifespan="off",
             access_log=False,
             log_level=log_level.lower(),
@@ -81,8 +83,10 @@ class HttpServer:
         while not self._server.started and not self._task.done():
             await asyncio.sleep(0.01)
         if not self._server.started:
-            await self._task  # raises what stopped it
-            raise OSError(f"could not listen on {self.config.host}:{self.config.port}")
+            with contextlib.suppress(Exception, SystemExit):  # uvicorn exits when it cannot bind
+                await self._task
+            where = f"{self.config.host}:{self.config.port}"
+            raise errors.ConfigError(f"cannot listen on {where} (in use, or not an address here)")
 
     async def stop(self) -> None:
         """Release held long-polls (``before_stop``), then let in-flight requests finish."""

@@ -16,7 +16,7 @@ from anypod.http.context import Context
 from anypod.http.responses import json_response
 
 
-class ServerHealth(BaseModel):
+class ServerHealthReply(BaseModel):
     status: str
     store: bool
     endpoints: list[str]

@@ -11,7 +11,6 @@ from starlette.responses import Response
 from anypod.http.context import Context
 from anypod.http.responses import json_response, no_content
 from anypod.protocols.runpod import limits, render, reports, schemas
-from anypod.store import WorkerInfo
 
 
 async def job_take(ctx: Context) -> Response:
@@ -51,18 +50,11 @@ async def job_stream(ctx: Context) -> Response:
 
 async def ping(ctx: Context) -> Response:
     """Liveness; ``job_id=a,b`` lists the jobs the worker holds (their leases are renewed)."""
-    q = ctx.query_as(schemas.PingQuery)
-    unhealthy = None
-    if q.status == "unhealthy":
-        unhealthy = f"{q.check or '?'}: {q.reason or ''}"[:300]
-    worker = WorkerInfo(
-        id=ctx.params["worker_id"],
+    worker = reports.from_ping(
+        ctx.query_as(schemas.PingQuery),
+        worker_id=ctx.params["worker_id"],
         endpoint=ctx.endpoint,
-        last_seen=ctx.service.clock(),
-        job_ids=tuple(j for j in q.job_id.split(",") if j),
-        gpu=q.gpu,
-        version=q.runpod_version,
-        unhealthy=unhealthy,
+        now=ctx.service.clock(),
     )
     await ctx.service.ping(worker)
     return json_response({"ok": True})

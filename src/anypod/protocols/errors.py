@@ -3,12 +3,13 @@
 The server answers a domain error with the status and code the table gives its class, in the
 body ``{"error": message, "code": code, "field": field}`` (``field`` only when one input is to
 blame). The SDK turns such a reply back into the same class: by ``code``, else (a server that
-sends none, such as RunPod's) by status.
+sends none, such as RunPod's) by status. What it raises is also an :class:`errors.ClientError`
+(every error reply is one), so ``except errors.ClientError`` keeps catching them all.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from anypod import errors, types
 
@@ -24,6 +25,8 @@ TABLE: tuple[tuple[type[errors.AnypodError], int, str], ...] = (
     (errors.SchemaMismatch, 503, "schema_mismatch"),
 )
 INTERNAL = (500, "internal")
+E = TypeVar("E", bound=errors.AnypodError)
+_REPLIED: dict[type[errors.AnypodError], type[errors.AnypodError]] = {}
 _BY_CLASS = {cls: (status, code) for cls, status, code in TABLE}
 _BY_CODE = {code: cls for cls, _, code in TABLE}
 _BY_STATUS: dict[int, type[errors.AnypodError]] = {  # a reply without a code: the widest class
@@ -61,13 +64,21 @@ def from_reply(status: int, content: Any, where: str) -> errors.AnypodError:
     text = f"{where} -> {status}: {message or content}"
     cls = _BY_CODE.get(code) if isinstance(code, str) else None
     cls = cls or _BY_STATUS.get(status)
-    exc: errors.AnypodError
     if cls is None:
-        exc = errors.ClientError(text, status_code=status, body=content)
-    elif issubclass(cls, errors.InvalidRequest):
+        return errors.ClientError(text, status_code=status, body=content)
+    exc: errors.AnypodError
+    if issubclass(cls, errors.InvalidRequest):
         field = content.get("field") if isinstance(content, dict) else None
-        exc = cls(text, field=field if isinstance(field, str) else None)
+        exc = _replied(cls)(text, field=field if isinstance(field, str) else None)
     else:
-        exc = cls(text)
+        exc = _replied(cls)(text)
     exc.status_code, exc.body = status, content
     return exc
+
+
+def _replied(cls: type[E]) -> type[E]:
+    """``cls`` as the SDK raises it: also a :class:`errors.ClientError` (made once)."""
+    if cls not in _REPLIED:
+        namespace = {"__module__": errors.__name__, "__init__": cls.__init__}  # cls's signature
+        _REPLIED[cls] = type(cls.__name__, (cls, errors.ClientError), namespace)
+    return cast(type[E], _REPLIED[cls])

@@ -256,23 +256,14 @@ class Statements:
             f" WHERE id = $1 AND status IN {_in(jobs.Requeue.SOURCES)} RETURNING {COLUMNS}"
         )
 
-    @property
-    def _purgeable(self) -> str:
-        return (
-            f"purge_at <= $1 AND (webhook_state IS NULL OR"
-            f" webhook_state != '{jobs.WebhookState.PENDING}')"
-        )
-
-    @functools.cached_property
-    def PURGE_STREAMS(self) -> str:
-        """$1 now: the chunks of the jobs PURGE_FINISHED deletes."""
-        finished = f"SELECT id FROM jobs WHERE {self._purgeable}"
-        return self._r(f"DELETE FROM stream_chunks WHERE job_id IN ({finished})")
-
     @functools.cached_property
     def PURGE_FINISHED(self) -> str:
-        """$1 now → deleted ids."""
-        return self._r(f"DELETE FROM jobs WHERE {self._purgeable} RETURNING id")
+        """$1 now → deleted ids: finished jobs past retention, unless a webhook is pending.
+        Their stream chunks go with them (the schema's ON DELETE CASCADE)."""
+        return self._r(
+            f"DELETE FROM jobs WHERE purge_at <= $1 AND (webhook_state IS NULL OR"
+            f" webhook_state != '{jobs.WebhookState.PENDING}') RETURNING id"
+        )
 
     @functools.cached_property
     def DUE_WEBHOOKS(self) -> str:

@@ -143,9 +143,7 @@ class SQLStore(base.Store):
         return done[0], sql.row_to_job(done[1][0][0])
 
     async def purge_finished(self, now: float) -> int:
-        steps = [(self.q.PURGE_STREAMS, (now,)), (self.q.PURGE_FINISHED, (now,))]
-        results = await self._script(steps)
-        return len(results[1])
+        return len(await self._fetch(self.q.PURGE_FINISHED, (now,)))
 
     async def due_webhooks(self, now: float, limit: int, lease_until: float) -> list[jobs.Job]:
         rows = await self._fetch(self.q.DUE_WEBHOOKS, (lease_until, now, limit))

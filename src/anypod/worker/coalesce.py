@@ -1,7 +1,9 @@
 """Results that finish in the same event-loop turn leave in one ``job-done-batch`` post.
 
-A lone result still goes out as RunPod's plain ``job-done``. Against a server without the
-batch route (404), coalescing switches itself off.
+A lone result still goes out as RunPod's plain ``job-done``. A post carries at most
+``MAX_DONE_BATCH`` results and ``MAX_POST_BYTES`` of them (a bigger result goes alone); if the
+server still finds a batch too large (413), its results go one by one. Against a server
+without the batch route (404), coalescing switches itself off.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 
 from anypod import errors
 from anypod.client import AsyncClient
-from anypod.protocols.runpod.limits import MAX_DONE_BATCH
+from anypod.protocols.runpod.limits import MAX_DONE_BATCH, MAX_POST_BYTES
 
 log = logging.getLogger("anypod.worker")
 _Pending = tuple[str, bytes, bool, "asyncio.Future[None]"]
@@ -38,9 +40,8 @@ class DoneCoalescer:
         return future
 
     def _start_flush(self, client: AsyncClient) -> None:
-        pending = self._pending.pop(client, [])
-        for start in range(0, len(pending), MAX_DONE_BATCH):
-            task = asyncio.create_task(self._flush(client, pending[start : start + MAX_DONE_BATCH]))
+        for batch in _split(self._pending.pop(client, [])):
+            task = asyncio.create_task(self._flush(client, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -58,20 +59,49 @@ class DoneCoalescer:
 
     async def _send(self, client: AsyncClient, batch: list[_Pending]) -> None:
         if len(batch) == 1 or not self.enabled:
-            await asyncio.gather(
-                *(
-                    client.done(self.endpoint, self.worker_id, job_id, body, is_stream=stream)
-                    for job_id, body, stream, _ in batch
-                )
-            )
+            await self._send_each(client, batch)
             return
         try:
             await client.done_many(
                 self.endpoint, self.worker_id, [(job_id, body) for job_id, body, _, _ in batch]
             )
+        except errors.PayloadTooLarge:
+            await self._send_each(client, batch)
         except errors.NotFound as exc:
             if type(exc) is not errors.NotFound:  # an unknown endpoint or job, not route
                 raise
             log.info("server has no job-done-batch route; posting results one by one")
             self.enabled = False
-            await self._send(client, batch)
+            await self._send_each(client, batch)
+
+    async def _send_each(self, client: AsyncClient, batch: list[_Pending]) -> None:
+        """Plain ``job-done`` posts; each settles its own result's future."""
+
+        async def one(job_id: str, body: bytes, stream: bool, future: asyncio.Future[None]) -> None:
+            try:
+                await client.done(self.endpoint, self.worker_id, job_id, body, is_stream=stream)
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(None)
+
+        await asyncio.gather(*(one(*item) for item in batch))
+
+
+def _split(pending: list[_Pending]) -> list[list[_Pending]]:
+    """Consecutive batches within the count and byte bounds of one post."""
+    batches: list[list[_Pending]] = []
+    size = 0
+    for item in pending:
+        if (
+            not batches
+            or len(batches[-1]) >= MAX_DONE_BATCH
+            or size + len(item[1]) > MAX_POST_BYTES
+        ):
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += len(item[1])
+    return batches

@@ -18,7 +18,7 @@ class WorkerOptions:
     server: str
     fallback_servers: tuple[str, ...] = ()  # replicas to fail over to when server is unreachable
     endpoint: str
-    token: str
+    token: str = dataclasses.field(repr=False)  # a secret: never in a repr or log line
     handler: str
     worker_id: str
     concurrency: int = 1

@@ -129,6 +129,7 @@ class Worker:
         """Kill the child; fail the jobs it was running, saying ``reason``; start a fresh one."""
         old, self.child = self.child, None
         self._ready.clear()
+        self._refresh = False  # a fresh child is what a refresh asks for
         if old is not None:
             old.kill()
         for record in self.records.in_state(JobState.RUNNING):
@@ -319,8 +320,8 @@ class Worker:
             return
         if self.capacity > 1 and self._send(events.CancelJob(job_id)):
             await asyncio.sleep(self.opts.stop_grace)
-            if self.records.get(job_id) is not record:
-                return  # the handler let it go
+            if self.records.get(job_id) is not record or record.state is not JobState.RUNNING:
+                return  # the handler let it go, or finished it meanwhile
         self._forget(record)  # one job at a time, or it ignored the cancel (blocking code)
         await self._restart_child(f"handler process restarted to stop job {job_id}")
 

@@ -3,9 +3,9 @@
     TAKEN ──▶ RUNNING ──▶ REPORTING ──▶ (forgotten once its result is posted)
       └──▶ BUFFERED ──┘       (a batch handler's job waits in a bucket first)
 
-A job goes back to TAKEN when the handler process it was about to go to is gone; it waits for
-the next one. A job that must stop (cancelled, timed out on the server) is forgotten from any
-state but REPORTING; whatever its handler still says about it is then dropped.
+A buffered job goes back to TAKEN when the handler process its batch was about to go to is
+gone; it waits for the next one. A job that must stop (cancelled, timed out on the server) is
+forgotten from any state but REPORTING; whatever its handler still says about it is dropped.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class JobState(enum.Enum):
 MOVES: dict[JobState, frozenset[JobState]] = {
     JobState.TAKEN: frozenset({JobState.RUNNING, JobState.BUFFERED}),
     JobState.BUFFERED: frozenset({JobState.RUNNING, JobState.TAKEN}),  # TAKEN: child died
-    JobState.RUNNING: frozenset({JobState.REPORTING, JobState.TAKEN}),  # TAKEN: child restarted
+    JobState.RUNNING: frozenset({JobState.REPORTING}),
     JobState.REPORTING: frozenset(),
 }
 HOLDING_A_SLOT = frozenset({JobState.TAKEN, JobState.BUFFERED, JobState.RUNNING})

@@ -1,11 +1,15 @@
-"""What a worker posts, as domain records: a ``job-done`` body is a :class:`jobs.Progress`
-(``status: IN_PROGRESS``) or a :class:`jobs.Result`; a ``job-stream`` body is one chunk."""
+"""What a worker sends, as domain records: a ``job-done`` body is a :class:`jobs.Progress`
+(``status: IN_PROGRESS``) or a :class:`jobs.Result`; a ``job-stream`` body is one chunk; a
+ping's query is a :class:`store.WorkerInfo`."""
 
 from __future__ import annotations
 
 from anypod import jobs, types
 from anypod.protocols.runpod import schemas
 from anypod.protocols.runpod.submission import encode
+from anypod.store import WorkerInfo
+
+MAX_LABEL = 300  # characters kept of a ping's free text (GPU name, version, unhealthy reason)
 
 
 def from_job_done(body: schemas.JobDoneBody) -> jobs.Report:
@@ -25,3 +29,22 @@ def from_job_done_batch(body: schemas.JobDoneBatch) -> list[tuple[str, jobs.Repo
 
 def from_chunk(body: schemas.StreamChunk) -> types.RawJSON:
     return encode(body.output, "output")
+
+
+def from_ping(q: schemas.PingQuery, *, worker_id: str, endpoint: str, now: float) -> WorkerInfo:
+    unhealthy = None
+    if q.status == "unhealthy":
+        unhealthy = f"{q.check or '?'}: {q.reason or ''}"
+    return WorkerInfo(
+        id=worker_id,
+        endpoint=endpoint,
+        last_seen=now,
+        job_ids=tuple(j for j in q.job_id.split(",") if j),
+        gpu=_label(q.gpu),
+        version=_label(q.runpod_version),
+        unhealthy=_label(unhealthy),
+    )
+
+
+def _label(text: str | None) -> str | None:
+    return None if text is None else text[:MAX_LABEL]

@@ -27,10 +27,22 @@ class Model(BaseModel):
 def _http_url(value: str | None) -> str | None:
     if not value:
         return None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("must not contain control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http(s) URL")
     return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+"""A string stored in a text column (PostgreSQL's cannot hold NUL)."""
 
 
 def _ms(minimum: int, default: str) -> Any:
@@ -65,12 +77,12 @@ class JobDoneBody(Model):
 
     output: Any = Field(None, description="the result, or the progress value")
     error: Any = Field(None, description="the handler's error, kept exactly as posted")
-    status: str | None = Field(None, description="IN_PROGRESS for a progress update")
+    status: Any = Field(None, description="IN_PROGRESS for a progress update")
     stopPod: bool = Field(False, description="the worker restarts its handler after this job")
 
 
 class JobDoneItem(BaseModel):
-    id: str
+    id: Text
     result: JobDoneBody
 
 
@@ -90,8 +102,8 @@ class WaitQuery(Model):
 
 
 class TakeQuery(Model):
-    job_in_progress: int | None = Field(None, ge=0, le=1, description="1: the worker is busy")
-    gpu: str | None = Field(None, max_length=200)
+    job_in_progress: str | None = Field(None, description="1: the worker is busy (not used)")
+    gpu: str | None = Field(None, description="the worker's GPU (not used here; see ping)")
 
 
 class TakeBatchQuery(TakeQuery):
@@ -99,17 +111,19 @@ class TakeBatchQuery(TakeQuery):
 
 
 class ResultQuery(Model):
-    isStream: bool | None = Field(None, description="the SDK's flag; not needed by anypod")
-    gpu: str | None = Field(None, max_length=200)
+    isStream: str | None = Field(None, description="the SDK's flag (True/False); not used")
+    gpu: str | None = None
 
 
 class PingQuery(Model):
+    """Free text is kept to its first 300 characters (``reports.from_ping``)."""
+
     job_id: str = Field("", description="comma-separated ids of the jobs the worker holds")
-    gpu: str | None = Field(None, max_length=200)
-    runpod_version: str | None = Field(None, max_length=100)
+    gpu: str | None = Field(None, description="the worker's GPU, shown by /health")
+    runpod_version: str | None = None
     status: str | None = Field(None, description="'unhealthy' with check and reason")
-    check: str | None = Field(None, max_length=100)
-    reason: str | None = Field(None, max_length=300)
+    check: str | None = None
+    reason: str | None = None
 
 
 # --- replies -------------------------------------------------------------------------------------
