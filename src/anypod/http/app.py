@@ -77,11 +77,11 @@ class App:
     async def _respond(self, found: Match, request: Request) -> Response:
         route, params = found.route, found.params
         try:
-            requests.path(params)
+            requests.path(params, request.scope["path"])
             caller = await self.authenticator.resolve(route.auth, request, params.get("endpoint"))
             query = body = None
             if route.query is not None:
-                query = requests.query(route.query, dict(request.query_params))
+                query = requests.query(route.query, request.scope["query_string"])
             if route.body is not None:
                 raw = await requests.read_body(request, getattr(self.limits, route.body_limit))
                 body = requests.body(route.body, raw)

@@ -33,21 +33,30 @@ CLIENT_SCOPES = frozenset({"run", "read", "cancel"})
 
 
 def credential(request: Request) -> str | None:
-    """``Authorization: Bearer <key>`` or the bare key."""
-    value = request.headers.get("authorization", "").strip()
-    if value[:7].lower() == "bearer ":
-        value = value[7:].strip()
-    return value or None
+    """``Authorization: Bearer <key>`` or the bare key (read off the raw ASGI headers: this
+    runs on every request)."""
+    for name, raw in request.scope["headers"]:
+        if name == b"authorization":
+            value = raw.decode("latin-1").strip()
+            if value[:7].lower() == "bearer ":
+                value = value[7:].strip()
+            return value or None
+    return None
 
 
 def key_id(secret: str, kind: str = "key") -> str:
     return f"{kind}-{hashlib.sha256(secret.encode()).hexdigest()[:16]}"
 
 
+OPEN_CLIENT = Caller(auth=Auth.CLIENT, scopes=CLIENT_SCOPES)  # no key, none configured
+MAX_CALLERS = 4096  # callers remembered per credential (a hash each time is hot-path CPU)
+
+
 class Authenticator:
     def __init__(self, service: JobService, api_keys: Collection[str]) -> None:
         self.service = service
         self.api_keys = frozenset(api_keys)
+        self._callers: dict[tuple[str, str | None], Caller] = {}
 
     async def resolve(self, auth: Auth, request: Request, endpoint: str | None) -> Caller:
         if auth is Auth.NONE:
@@ -55,8 +64,21 @@ class Authenticator:
         secret = credential(request)
         if auth is Auth.WORKER:
             assert endpoint is not None, "worker routes have an {endpoint} parameter"
-            await self.service.authenticate_worker(endpoint, secret)
-            return Caller(auth=auth, key_id=key_id(secret or "", "worker"), endpoint=endpoint)
+            await self.service.authenticate_worker(endpoint, secret)  # checked on every call
+            return self._caller(secret or "", endpoint)
         if self.api_keys and secret not in self.api_keys:
             raise errors.Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
-        return Caller(auth=auth, key_id=key_id(secret) if secret else None, scopes=CLIENT_SCOPES)
+        return OPEN_CLIENT if secret is None else self._caller(secret, None)
+
+    def _caller(self, secret: str, endpoint: str | None) -> Caller:
+        """The caller a valid credential stands for, made once."""
+        found = self._callers.get((secret, endpoint))
+        if found is None:
+            if len(self._callers) >= MAX_CALLERS:
+                self._callers.clear()
+            if endpoint is None:
+                found = Caller(auth=Auth.CLIENT, key_id=key_id(secret), scopes=CLIENT_SCOPES)
+            else:
+                found = Caller(auth=Auth.WORKER, key_id=key_id(secret, "worker"), endpoint=endpoint)
+            self._callers[(secret, endpoint)] = found
+        return found

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from anypod.http import errors
 
@@ -36,20 +36,16 @@ class ServerErrors:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, receive, tracked)
-        except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            if started or scope["type"] != "http":
+            await self.app(scope, receive, send)
+        except Exception as exc:
+            log.exception("unhandled error on %s %r", scope.get("method"), scope.get("path"))
+            if scope["type"] != "http":
                 raise
-            await errors.internal()(scope, receive, send)
+            try:  # (no wrapper on send to track the reply: this costs nothing until it happens)
+                await errors.internal()(scope, receive, send)
+            except Exception:  # the reply had started: the server closes the connection
+                raise exc from None
 
 
 DEFAULT: tuple[Middleware, ...] = (Middleware(ServerErrors),)

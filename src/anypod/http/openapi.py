@@ -15,9 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
-from starlette.routing import compile_path
 
-from anypod.http.routing import Auth, Route
+from anypod.http.routing import Auth, Route, parameters
 
 REF = "#/components/schemas/{model}"
 SECURITY = {
@@ -93,10 +92,9 @@ def _reply(status: int, model: type[BaseModel] | None, refs: Refs) -> dict[str, 
 
 
 def _path_parameters(route: Route) -> list[dict[str, Any]]:
-    names = compile_path(route.path)[2]
     return [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in names
+        for _, name in parameters(route.path)
     ]
 
 

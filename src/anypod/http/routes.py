@@ -32,8 +32,9 @@ def replies(ok: Replies, *statuses: int) -> Replies:
     return {**ok, **{status: ErrorReply for status in statuses}}
 
 
-# Besides its own: a bad credential (401), an unknown endpoint or job (404), the store away (503)
-COMMON = (401, 404, 503)
+# Besides its own, every API route can answer: a bad path parameter such as a NUL in an id
+# (400), a bad credential (401), an unknown endpoint or job (404), the store away (503).
+COMMON = (400, 401, 404, 503)
 
 
 def client(
@@ -65,8 +66,10 @@ def client(
     )
 
 
-def read(path: str, handler: Handler, summary: str, ok: type[BaseModel]) -> list[Route]:
-    """A read route, for GET and POST alike, with a ``wait`` parameter."""
+def read(
+    path: str, handler: Handler, summary: str, ok: type[BaseModel], *, wait: bool
+) -> list[Route]:
+    """A read route, for GET and POST alike; with ``wait``, it takes a ``wait`` parameter."""
     return [
         client(
             method,
@@ -74,8 +77,8 @@ def read(path: str, handler: Handler, summary: str, ok: type[BaseModel]) -> list
             handler,
             summary,
             {200: ok},
-            400,
-            query=rp.WaitQuery,
+            *((400,) if wait else ()),
+            query=rp.WaitQuery if wait else None,
             operation_id=f"{handler.__name__}_{method.lower()}",
         )
         for method in ("GET", "POST")
@@ -158,9 +161,11 @@ ROUTES: list[Route] = [
         body=rp.RunRequest,
         body_limit="runsync",
     ),
-    *read(paths.STATUS, client_api.status, "Job status", rp.StatusObject),
-    *read(paths.STATUS_SYNC, client_api.status_sync, "Job status, waiting", rp.StatusObject),
-    *read(paths.STREAM, client_api.stream, "Drain streamed output", rp.StreamReply),
+    *read(paths.STATUS, client_api.status, "Job status", rp.StatusObject, wait=False),
+    *read(
+        paths.STATUS_SYNC, client_api.status_sync, "Job status, waiting", rp.StatusObject, wait=True
+    ),
+    *read(paths.STREAM, client_api.stream, "Drain streamed output", rp.StreamReply, wait=True),
     client("POST", paths.CANCEL, client_api.cancel, "Cancel a job", {200: rp.StatusObject}),
     client("POST", paths.RETRY, client_api.retry, "Retry a failed job", {200: rp.JobAccepted}, 409),
     client(

@@ -62,6 +62,7 @@ def redact(url: str) -> str:
 
 class PostgresStore(SQLStore):
     dialect = sql.POSTGRES
+    q = sql.for_dialect(sql.POSTGRES.name)
 
     def __init__(
         self,

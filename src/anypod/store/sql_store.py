@@ -21,10 +21,7 @@ Decide = Callable[[jobs.Job], Sequence[Step]]
 
 class SQLStore(base.Store):
     dialect: sql.Dialect
-
-    @property
-    def q(self) -> sql.Statements:
-        return sql.for_dialect(self.dialect.name)
+    q: sql.Statements  # the statements of that dialect
 
     # --- primitives --------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ T = TypeVar("T")
 
 class SQLiteStore(SQLStore):
     dialect = sql.SQLITE
+    q = sql.for_dialect(sql.SQLITE.name)
 
     def __init__(self, path: str, *, migrate: bool = True, synchronous: str = "NORMAL") -> None:
         self.path = path
@@ -52,16 +53,19 @@ class SQLiteStore(SQLStore):
     # --- primitives --------------------------------------------------------------------------
 
     async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """For writes that may hit a unique key (the hot reads go to the thread directly)."""
         try:
             return await self._db.run(op)
         except sqlite3.IntegrityError as exc:
             raise errors.Conflict(f"duplicate key: {exc}") from exc
 
     async def _fetch(self, statement: str, args: Sequence[object]) -> list[sql.Row]:
-        return await self._run(lambda conn: conn.execute(statement, args).fetchall())
+        return await self._db.run(lambda conn: conn.execute(statement, args).fetchall())
 
     async def _fetchrow(self, statement: str, args: Sequence[object]) -> sql.Row | None:
-        row: sql.Row | None = await self._run(lambda conn: conn.execute(statement, args).fetchone())
+        row: sql.Row | None = await self._db.run(
+            lambda conn: conn.execute(statement, args).fetchone()
+        )
         return row
 
     async def _execute(self, statement: str, args: Sequence[object]) -> int:

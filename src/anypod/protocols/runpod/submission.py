@@ -10,9 +10,11 @@ import orjson
 from anypod import errors, jobs, types
 from anypod.protocols.runpod import schemas
 
+NO_POLICY = schemas.Policy()  # what a body without one means (read only)
+
 
 def from_run(body: schemas.RunRequest) -> jobs.Submission:
-    policy = body.policy or schemas.Policy()
+    policy = body.policy or NO_POLICY
     return jobs.Submission(
         input=encode(body.input, "input"),
         execution_timeout_ms=policy.executionTimeout,
