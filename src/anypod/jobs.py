@@ -245,7 +245,8 @@ class End:
     stop_pod: bool = False
 
     def __post_init__(self) -> None:
-        _legal(self.SOURCES, self.status)
+        if self.status not in END_STATUSES:
+            raise ValueError(f"illegal job transition {sorted(self.SOURCES)} -> {self.status}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -264,6 +265,7 @@ class Retry:
 
 
 Move = Claim | End | Requeue | Retry
+END_STATUSES = frozenset(s for s in TERMINAL if all(can_transition(a, s) for a in End.SOURCES))
 
 _legal(Claim.SOURCES, S.IN_PROGRESS)
 _legal(Requeue.SOURCES, S.IN_QUEUE)

@@ -20,7 +20,7 @@ from anypod.http import errors as replies
 from anypod.http import openapi, requests
 from anypod.http.auth import Authenticator
 from anypod.http.context import Context
-from anypod.http.middleware import DEFAULT, Middleware, chain
+from anypod.http.middleware import DEFAULT, Middleware, chain, unhandled
 from anypod.http.routes import ROUTES
 from anypod.http.routing import Limits, Match, Route, Router, WrongMethod
 from anypod.service import JobService
@@ -52,7 +52,10 @@ class App:
         scope["app"] = self
         if scope["type"] == "http":
             scope["anypod.route"] = self.router.match(scope["method"], scope["path"])
-        await self._stack(scope, receive, send)
+        try:
+            await self._stack(scope, receive, send)
+        except Exception as exc:
+            await unhandled(scope, receive, send, exc)
 
     def openapi(self) -> Any:
         """The OpenAPI document of this app's routes (made once)."""

@@ -1,9 +1,11 @@
 """The middleware chain: ASGI middleware that wraps every route, in the order listed.
 
-The app matches the route first (``scope["anypod.route"]``: the :class:`routing.Route`, or None
-for an unknown path or method), so middleware can see which operation a request is, then runs
-the chain, then the route. :data:`DEFAULT` is what ``create_app`` uses; pass ``middleware=`` to
-add CORS, metrics or limits, and every route, docs and 404s included, goes through them.
+The app matches the route first (``scope["anypod.route"]``: a :class:`routing.Match`, a
+:class:`routing.WrongMethod`, or None for an unknown path), so middleware can see which
+operation a request is, then runs the chain, then the route. :data:`DEFAULT` is what
+``create_app`` uses (nothing: the hot path pays for no layer it does not need); pass
+``middleware=`` to add CORS, metrics or limits, and every route, docs and 404s included, goes
+through them. An exception from any of them is answered by :func:`unhandled`.
 """
 
 from __future__ import annotations
@@ -29,26 +31,22 @@ class Middleware:
         return self.factory(app, **self.options)
 
 
-class ServerErrors:
-    """Outermost: an exception nothing else handled is logged and answered with a JSON 500."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self.app(scope, receive, send)
-        except Exception as exc:
-            log.exception("unhandled error on %s %r", scope.get("method"), scope.get("path"))
-            if scope["type"] != "http":
-                raise
-            try:  # (no wrapper on send to track the reply: this costs nothing until it happens)
-                await errors.internal()(scope, receive, send)
-            except Exception:  # the reply had started: the server closes the connection
-                raise exc from None
+async def unhandled(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+    """What the app does with an exception nothing handled (in a route or any middleware):
+    log it and answer a JSON 500, unless the reply had started (then the server closes the
+    connection). The app calls this around the whole chain, so no middleware is needed for it
+    and no layer is added per request."""
+    log.exception("unhandled error on %s %r", scope.get("method"), scope.get("path"))
+    if scope["type"] != "http":
+        raise exc
+    try:
+        await errors.internal()(scope, receive, send)
+    except Exception:
+        raise exc from None
 
 
-DEFAULT: tuple[Middleware, ...] = (Middleware(ServerErrors),)
+DEFAULT: tuple[Middleware, ...] = ()
+"""None: every route runs with no middleware unless ``create_app(middleware=...)`` adds some."""
 
 
 def chain(app: ASGIApp, middleware: tuple[Middleware, ...]) -> ASGIApp:
