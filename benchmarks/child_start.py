@@ -15,14 +15,10 @@ runpod SDK's own import dominates). Medians, and the ratio baseline / this tree.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.harness import report, stats, sut
+from benchmarks.harness import report, sut, trees
 
 PROBE = """
 import asyncio, json, subprocess, sys, time
@@ -52,44 +48,22 @@ COLUMNS = {
 }
 
 
-def measure(src: Path, plain: Path) -> dict[str, float]:
-    """One fresh interpreter: import and ready times, in ms."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(plain), sut.HANDLER],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return figures
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--baseline-src", type=Path, help="an older tree's src/ to compare with")
     args = parser.parse_args()
-    trees = {"this tree": sut.imported_source()}
-    if args.baseline_src:
-        trees["baseline"] = args.baseline_src.resolve()
-    samples: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    found = trees.trees(args.baseline_src)
     with tempfile.TemporaryDirectory() as tmp:
         plain = Path(tmp) / "plain.py"
         plain.write_text(PLAIN)
-        for _ in range(args.runs):
-            for name, src in trees.items():
-                samples[name].append(measure(src, plain))
-    print(report.header(report.source_identity(trees["this tree"]), runs=args.runs))
-    rows = []
-    medians: dict[str, dict[str, float]] = {}
-    for name, runs in samples.items():
-        medians[name] = {k: stats.spread(r[k] for r in runs).median for k in runs[0]}
-        m = medians[name]
-        ident = report.source_identity(trees[name])
-        rows.append([name, ident, *(f"{m[key]:.0f}" for key in COLUMNS)])
+        runs = trees.alternate(found, args.runs, PROBE, [str(plain), sut.HANDLER])
+    print(report.header(report.source_identity(found["this tree"]), runs=args.runs))
+    medians = trees.medians(runs)
+    rows = [
+        [name, report.source_identity(found[name]), *(f"{m[key]:.0f}" for key in COLUMNS)]
+        for name, m in medians.items()
+    ]
     print(report.table(["tree", "source", *(f"{c} (p50)" for c in COLUMNS.values())], rows, 2))
     if "baseline" in medians:
         for key, column in COLUMNS.items():

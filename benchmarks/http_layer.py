@@ -13,13 +13,9 @@ microseconds of wall time per request on an idle loop. Ratio: baseline / this tr
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from benchmarks.harness import report, stats, sut
+from benchmarks.harness import report, trees
 
 PROBE = r"""
 import asyncio, inspect, json, sys, tempfile, time
@@ -98,45 +94,23 @@ asyncio.run(main())
 """
 
 
-def measure(src: Path, requests: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(requests)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
-    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return figures
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline-src", type=Path, help="an older tree's src/ to compare with")
     args = parser.parse_args()
-    trees = {"this tree": sut.imported_source()}
-    if args.baseline_src:
-        trees["baseline"] = args.baseline_src.resolve()
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
-    for _ in range(args.rounds):
-        for name, src in trees.items():
-            runs[name].append(measure(src, args.requests))
-    print(report.header(report.source_identity(trees["this tree"]), rounds=args.rounds))
-    routes = list(runs["this tree"][0])
-    medians = {
-        n: {r: stats.spread(x[r] for x in rs).median for r in routes} for n, rs in runs.items()
-    }
-    head = ["route", *(f"{n} µs" for n in trees)]
-    if "baseline" in trees:
+    found = trees.trees(args.baseline_src)
+    runs = trees.alternate(found, args.rounds, PROBE, [str(args.requests)])
+    print(report.header(report.source_identity(found["this tree"]), rounds=args.rounds))
+    medians = trees.medians(runs)
+    head = ["route", *(f"{name} µs" for name in found)]
+    if "baseline" in found:
         head.append("baseline / this tree")
     rows = []
-    for route in routes:
-        row = [route, *(f"{medians[n][route]:.1f}" for n in trees)]
-        if "baseline" in trees:
+    for route in medians["this tree"]:
+        row = [route, *(f"{medians[name][route]:.1f}" for name in found)]
+        if "baseline" in found:
             row.append(f"{medians['baseline'][route] / medians['this tree'][route]:.2f}x")
         rows.append(row)
     print(report.table(head, rows))
