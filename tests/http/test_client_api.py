@@ -85,6 +85,16 @@ async def test_failed_job_keeps_worker_error_string(api: Api) -> None:
         ("/v2/ep/runsync", b'{"input": {}, "webhook": 5}', 400, "webhook"),
         ("/v2/ep/run", b'{"input": {"blob": "' + b"x" * 3000 + b'"}}', 413, "body"),
         ("/v2/ep/runsync?wait=abc", b'{"input": {}}', 400, "wait"),
+        ("/v2/ep/run", b'{"input": ' + b"[" * 300 + b"]" * 300 + b"}", 400, "input"),
+        ("/v2/ep/runsync?wait=0", b'{"input": ' + b"[" * 1500 + b"]" * 1500 + b"}", 400, "body"),
+        ("/v2/ep/run", b'{"input": 5}', 400, "input"),
+        ("/v2/ep/run", b'{"input": {}, "policy": "fast"}', 400, "policy"),
+        ("/v2/ep/run", b'{"input": {}, "s3Config": [1]}', 400, "s3Config"),
+        ("/v2/ep/run", b'{"input": {}, "webhook": "javascript:alert(1)"}', 400, "webhook"),
+        ("/v2/ep/run", b"\xff\xfe{}", 400, "body"),
+        ("/v2/ep/run", b'{"input": {"a": NaN}}', 400, "body"),
+        ("/v2/ep/runsync?wait=-1", b'{"input": {}}', 400, "wait"),
+        ("/v2/ep/runsync?wait=1e9", b'{"input": {}}', 400, "wait"),
     ],
 )
 async def test_bad_input_gets_json_error_naming_the_field(

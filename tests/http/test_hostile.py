@@ -1,5 +1,6 @@
 """Bad input of every kind gets a 4xx JSON error naming the field; odd but valid input is kept
-exactly. (Every reply here is also checked against the route table by the ``api`` fixture.)"""
+exactly. (Every reply here is also checked against the route table by the ``api`` fixture;
+bad submissions are in test_client_api.py.)"""
 
 from __future__ import annotations
 
@@ -7,28 +8,6 @@ import orjson
 import pytest
 
 from tests.http.conftest import Api
-
-
-@pytest.mark.parametrize(
-    ("path", "body", "code", "field"),
-    [
-        ("/v2/ep/run", b'{"input": ' + b"[" * 300 + b"]" * 300 + b"}", 400, "input"),
-        ("/v2/ep/runsync?wait=0", b'{"input": ' + b"[" * 1500 + b"]" * 1500 + b"}", 400, "body"),
-        ("/v2/ep/run", b'{"input": 5}', 400, "input"),
-        ("/v2/ep/run", b'{"input": {}, "policy": "fast"}', 400, "policy"),
-        ("/v2/ep/run", b'{"input": {}, "s3Config": [1]}', 400, "s3Config"),
-        ("/v2/ep/run", b'{"input": {}, "webhook": "javascript:alert(1)"}', 400, "webhook"),
-        ("/v2/ep/run", b"\xff\xfe{}", 400, "body"),
-        ("/v2/ep/run", b'{"input": {"a": NaN}}', 400, "body"),
-        ("/v2/ep/runsync?wait=-1", b'{"input": {}}', 400, "wait"),
-        ("/v2/ep/runsync?wait=1e9", b'{"input": {}}', 400, "wait"),
-    ],
-)
-async def test_bad_submissions(api: Api, path: str, body: bytes, code: int, field: str) -> None:
-    reply = await api.http.post(path, content=body)
-    assert reply.status_code == code, reply.text
-    assert reply.json()["field"] == field and reply.json()["code"] == "invalid_request"
-    assert (await api.service.counts("ep")).in_queue == 0
 
 
 async def test_odd_but_valid_input_round_trips_exactly(api: Api) -> None:

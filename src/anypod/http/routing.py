@@ -86,6 +86,9 @@ def parameters(path: str) -> list[tuple[int, str]]:
     return found
 
 
+Shape = tuple[int, tuple[int, ...]]  # segment count, positions of the fixed segments
+
+
 @dataclasses.dataclass
 class _Path:
     """The routes (by method) of one path template."""
@@ -101,19 +104,17 @@ class Router:
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = list(routes)
-        # segment count -> [(key of the fixed segments, {their values: _Path})]
+        # segment count -> [(key of the fixed segments, {their values: _Path})], one per shape
         self._shapes: dict[int, list[tuple[Callable[[list[str]], Any], dict[Any, _Path]]]] = {}
-        shapes: dict[tuple[int, tuple[int, ...]], dict[Any, _Path]] = {}
+        by_shape: dict[Shape, dict[Any, _Path]] = {}
         for route in self.routes:
             segments, params = route.path.split("/"), parameters(route.path)
             fixed = tuple(i for i in range(len(segments)) if i not in dict(params))
             key = operator.itemgetter(*fixed)
-            if (len(segments), fixed) not in shapes:
-                shapes[(len(segments), fixed)] = {}
-                self._shapes.setdefault(len(segments), []).append(
-                    (key, shapes[(len(segments), fixed)])
-                )
-            found = shapes[(len(segments), fixed)].setdefault(key(segments), _Path(params))
+            if (shape := (len(segments), fixed)) not in by_shape:
+                by_shape[shape] = {}
+                self._shapes.setdefault(len(segments), []).append((key, by_shape[shape]))
+            found = by_shape[shape].setdefault(key(segments), _Path(params))
             if route.method in found.methods:
                 raise ValueError(f"{route.method} {route.path} is declared twice")
             found.methods[route.method] = route

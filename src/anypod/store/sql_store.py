@@ -85,7 +85,7 @@ class SQLStore(base.Store):
             return [(self.q.RETRY, (retry.at, job_id)), (self.q.DELETE_STREAM, (job_id,))]
 
         done = await self._locked(job_id, steps)
-        return _job(done[1][0][0]) if done and done[1] and done[1][0] else None
+        return None if done is None else _job(_first_row(done[1]))
 
     async def purge_queue(self, endpoint: str, end: jobs.End) -> int:
         return await self._execute(self.q.PURGE_QUEUE, (*sql.end_values(end), endpoint))
@@ -135,9 +135,8 @@ class SQLStore(base.Store):
             return []
 
         done = await self._locked(job_id, steps)
-        if done is None or not done[1] or not done[1][0]:
-            return None
-        return done[0], sql.row_to_job(done[1][0][0])
+        after = None if done is None else _job(_first_row(done[1]))
+        return None if done is None or after is None else (done[0], after)
 
     async def purge_finished(self, now: float) -> int:
         return len(await self._fetch(self.q.PURGE_FINISHED, (now,)))
@@ -162,3 +161,8 @@ class SQLStore(base.Store):
 
 def _job(row: sql.Row | None) -> jobs.Job | None:
     return None if row is None else sql.row_to_job(row)
+
+
+def _first_row(results: list[list[sql.Row]]) -> sql.Row | None:
+    """The row the first step returned (a move's RETURNING), if it moved anything."""
+    return results[0][0] if results and results[0] else None
