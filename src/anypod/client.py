@@ -259,14 +259,18 @@ class AsyncClient(BaseClient):
 
     async def done_many(
         self, endpoint: str, worker_id: str, results: list[tuple[str, bytes]]
-    ) -> None:
-        """Several results in one post (anypod's ``job-done-batch``; RunPod has no such route)."""
+    ) -> list[types.JSONDict]:
+        """Several results in one post (anypod's ``job-done-batch``; RunPod has no such route).
+        Returns the items the server refused (``{"id", "status", "code", "error"}``); every
+        other one was applied."""
         items = b",".join(
             b'{"id":' + orjson.dumps(job_id) + b',"result":' + body + b"}"
             for job_id, body in results
         )
         path = paths.fill(paths.JOB_DONE_BATCH, endpoint=endpoint, worker_id=worker_id)
-        await self.send(Call("POST", path, body=b"[" + items + b"]"))
+        reply = await self.send(Call("POST", path, body=b"[" + items + b"]"))
+        refused = reply.get("refused") if isinstance(reply, dict) else None
+        return [r for r in refused if isinstance(r, dict)] if isinstance(refused, list) else []
 
     async def stream_chunk(self, endpoint: str, worker_id: str, job_id: str, body: bytes) -> None:
         call = self._post_result(paths.JOB_STREAM, endpoint, worker_id, job_id, body, False)

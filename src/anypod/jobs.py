@@ -1,11 +1,11 @@
 """The job lifecycle, pure: statuses, the transition table, and every decision that moves a job.
 
-Each move is a small record (:class:`Claim`, :class:`End`, :class:`Requeue`, :class:`Retry`)
-made by a function here (``claim``, ``finish``, ``cancel``, ``time_out``, ``fail``, ``requeue``,
-``retry``, ``overdue``) that refuses a move the table forbids. :func:`apply` is the reference
-meaning of a move; the in-memory store runs it, and the SQL stores do the same as one
-compare-and-set statement (``store/sql.py``), which the store contract suite holds to it.
-Webhook delivery has its own small state machine beside the job's.
+Each move is a small record (:class:`Claim`, :class:`End`, :class:`Requeue`, :class:`Release`,
+:class:`Retry`) made by a function here (``claim``, ``finish``, ``cancel``, ``time_out``,
+``fail``, ``requeue``, ``release``, ``retry``, ``overdue``) that refuses a move the table
+forbids. :func:`apply` is the reference meaning of a move; the in-memory store runs it, and
+the SQL stores do the same as one compare-and-set statement (``store/sql.py``), which the
+store contract suite holds to it. Webhook delivery has its own small state machine beside the job's.
 
 No I/O here. Every function that needs the time takes ``now`` (seconds since the epoch).
 """
@@ -47,8 +47,9 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.COMPLETED: frozenset(),
     S.CANCELLED: frozenset(),
 }
-"""Legal moves. ``IN_QUEUE -> COMPLETED|FAILED`` covers a result that arrives from a worker whose
-lease had already lapsed: the work is done, so it is kept rather than run twice."""
+"""Legal moves. ``IN_QUEUE -> FAILED`` and the other ends from the queue are the server's
+(cancel, TTL). A worker's result is fenced to the job it holds (:class:`Holder`): it ends only
+an ``IN_PROGRESS`` job claimed by that worker on that endpoint."""
 
 DEFAULT_EXECUTION_TIMEOUT_MS = 600_000
 DEFAULT_TTL_MS = 86_400_000
@@ -234,8 +235,25 @@ class Claim:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Holder:
+    """The worker a report comes from, on the endpoint its token serves. A worker's result,
+    progress or stream chunk applies only to a job this holder holds (lease fencing)."""
+
+    worker_id: str
+    endpoint: str
+
+    def holds(self, job: Job) -> bool:
+        return (
+            job.status is S.IN_PROGRESS
+            and job.worker_id == self.worker_id
+            and job.endpoint == self.endpoint
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class End:
-    """``IN_QUEUE | IN_PROGRESS -> terminal``. ``output`` None keeps the last progress update."""
+    """``IN_QUEUE | IN_PROGRESS -> terminal``. ``output`` None keeps the last progress update.
+    With a ``holder`` (a worker's result) only the job that worker holds moves."""
 
     SOURCES = ACTIVE
     status: JobStatus
@@ -243,6 +261,7 @@ class End:
     output: types.RawJSON | None = None
     error: types.RawJSON | None = None
     stop_pod: bool = False
+    holder: Holder | None = None
 
     def __post_init__(self) -> None:
         if self.status not in END_STATUSES:
@@ -257,6 +276,15 @@ class Requeue:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Release:
+    """``IN_PROGRESS -> IN_QUEUE``: a claim that never reached its worker (it hung up while
+    the reply was on its way) is undone, attempt included. Only the holder's claim."""
+
+    SOURCES = frozenset({S.IN_PROGRESS})
+    holder: Holder
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Retry:
     """``FAILED | TIMED_OUT -> IN_QUEUE`` by a client: same id and input, attempts and TTL anew."""
 
@@ -264,11 +292,12 @@ class Retry:
     at: float
 
 
-Move = Claim | End | Requeue | Retry
+Move = Claim | End | Requeue | Release | Retry
 END_STATUSES = frozenset(s for s in TERMINAL if all(can_transition(a, s) for a in End.SOURCES))
 
 _legal(Claim.SOURCES, S.IN_PROGRESS)
 _legal(Requeue.SOURCES, S.IN_QUEUE)
+_legal(Release.SOURCES, S.IN_QUEUE)
 _legal(Retry.SOURCES, S.IN_QUEUE)
 
 
@@ -276,14 +305,15 @@ def claim(worker_id: str, now: float, lease_seconds: float) -> Claim:
     return Claim(worker_id=worker_id, started_at=now, lease_expires_at=now + lease_seconds)
 
 
-def finish(result: Result, now: float) -> End:
-    """The worker reported the job's result."""
+def finish(result: Result, holder: Holder, now: float) -> End:
+    """The worker ``holder`` reported the result of the job it holds."""
     return End(
         status=result.status,
         finished_at=now,
         output=result.output,
         error=result.error,
         stop_pod=result.stop_pod,
+        holder=holder,
     )
 
 
@@ -301,6 +331,10 @@ def fail(message: str, now: float) -> End:
 
 def requeue() -> Requeue:
     return Requeue()
+
+
+def release(holder: Holder) -> Release:
+    return Release(holder=holder)
 
 
 def retry(now: float) -> Retry:
@@ -354,18 +388,29 @@ def apply(job: Job, move: Move) -> Job | None:
                 lease_expires_at=move.lease_expires_at,
             )
         case End():
+            if move.holder is not None and not move.holder.holds(job):
+                return None
             return _ended(job, move)
         case Requeue():
-            return dataclasses.replace(
-                job,
-                status=S.IN_QUEUE,
-                worker_id=None,
-                started_at=None,
-                lease_expires_at=None,
-                output=None,
-            )
+            return _requeued(job, attempts=job.attempts)
+        case Release():
+            if not move.holder.holds(job):
+                return None
+            return _requeued(job, attempts=job.attempts - 1)
         case Retry():
             return _retried(job, move)
+
+
+def _requeued(job: Job, *, attempts: int) -> Job:
+    return dataclasses.replace(
+        job,
+        status=S.IN_QUEUE,
+        worker_id=None,
+        started_at=None,
+        lease_expires_at=None,
+        output=None,
+        attempts=attempts,
+    )
 
 
 def _ended(job: Job, end: End) -> Job:

@@ -20,8 +20,8 @@ def job_topic(job_id: str) -> str:
     return f"job:{job_id}"
 
 
-def stop_topic(worker_id: str) -> str:
-    return f"stop:{worker_id}"
+def stop_topic(endpoint: str, worker_id: str) -> str:
+    return f"stop:{endpoint}:{worker_id}"
 
 
 WEBHOOKS = "webhooks"

@@ -17,7 +17,8 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 from anypod import errors, jobs, notifier, types
 from anypod.endpoints import Endpoint
@@ -55,6 +56,19 @@ class ServerHealth:
     workers: list[WorkerInfo]  # seen in the last three ping intervals
 
 
+async def _first(wait: Coroutine[Any, Any, object], gone: asyncio.Event | None) -> None:
+    """Await ``wait``, or stop early once ``gone`` is set."""
+    if gone is None:
+        await wait
+        return
+    waiter, hangup = asyncio.ensure_future(wait), asyncio.ensure_future(gone.wait())
+    try:
+        await asyncio.wait((waiter, hangup), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        hangup.cancel()
+
+
 def new_job_id(sync: bool) -> str:
     return f"sync-{uuid.uuid4()}" if sync else str(uuid.uuid4())
 
@@ -80,7 +94,7 @@ class JobService:
         self.timing = timing
         self.clock = clock
         self.new_id = new_id
-        self._stops: dict[str, set[str]] = {}
+        self._stops: dict[tuple[str, str], set[str]] = {}  # (endpoint, worker) → job ids
         self._tokens: dict[str, str] = {}
         self._counts: dict[str, tuple[float, Counts]] = {}
 
@@ -248,60 +262,111 @@ class JobService:
             raise errors.Unauthorized(f"invalid worker token for endpoint {endpoint!r}")
 
     async def mint_worker_token(self, endpoint: str) -> str:
+        """A durable worker token for ``endpoint`` (``anypod worker-env``)."""
         token = f"apw_{secrets.token_urlsafe(24)}"
         await self.store.add_worker_token(endpoint, hash_token(token), self.clock())
         return token
 
-    async def take(self, endpoint: str, worker_id: str, limit: int) -> list[jobs.Job]:
-        """Claim up to ``limit`` jobs, holding the request up to ``timing.take_hold`` for one."""
+    def session_worker_token(self, endpoint: str) -> str:
+        """A worker token that only this process knows and that dies with it: for the workers
+        ``anypod serve`` starts on loopback."""
+        self.endpoint(endpoint)
+        token = f"apw_{secrets.token_urlsafe(24)}"
+        self._tokens[hash_token(token)] = endpoint
+        return token
+
+    async def take(
+        self, endpoint: str, worker_id: str, limit: int, *, gone: asyncio.Event | None = None
+    ) -> list[jobs.Job]:
+        """Claim up to ``limit`` jobs, holding the request up to ``timing.take_hold`` for one.
+
+        ``gone`` is set when the worker hangs up: a worker that is gone claims nothing, and a
+        claim made just as it went is released at once (it never got the jobs)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timing.take_hold
         while True:
             with self.notifier.listen(notifier.queue_topic(endpoint)) as listener:
+                if gone is not None and gone.is_set():
+                    return []
                 claim = jobs.claim(worker_id, self.clock(), self.timing.lease)
                 taken = await self.store.claim(endpoint, limit, claim)
+                if taken and gone is not None:
+                    return await self._unless_gone(endpoint, worker_id, taken, gone)
                 remaining = deadline - loop.time()
                 if taken or remaining <= 0 or self.notifier.closed:
                     return taken
-                await listener.wait(remaining)
+                await _first(listener.wait(remaining), gone)
 
-    async def report(self, worker_id: str, job_id: str, report: jobs.Report) -> None:
-        """A worker's progress update or result. A result for a finished job is dropped."""
+    async def _unless_gone(
+        self, endpoint: str, worker_id: str, taken: list[jobs.Job], gone: asyncio.Event
+    ) -> list[jobs.Job]:
+        for _ in range(2):  # let a hang-up that has arrived be noticed before replying
+            await asyncio.sleep(0)
+        if not gone.is_set():
+            return taken
+        holder = jobs.Holder(worker_id=worker_id, endpoint=endpoint)
+        released = await self.store.release([j.id for j in taken], jobs.release(holder))
+        log.info("worker %r hung up before its jobs were sent; released %s", worker_id, released)
+        self.notifier.notify(notifier.queue_topic(endpoint))
+        return []
+
+    async def report(self, holder: jobs.Holder, job_id: str, report: jobs.Report) -> None:
+        """A worker's progress update or result on a job it holds. A repeated or late result
+        for a job this worker held, which has ended since, is dropped; a report on a job the
+        worker does not hold is refused (:meth:`_refused`), nothing changed."""
         if isinstance(report, jobs.Progress):
-            if await self.store.record_progress(job_id, report.output):
+            if await self.store.record_progress(job_id, holder, report.output):
                 self.notifier.notify(notifier.job_topic(job_id))
-            return
-        job = await self.store.end(job_id, jobs.finish(report, self.clock()))
+                return
+            return await self._refused(holder, job_id, "progress")
+        job = await self.store.end(job_id, jobs.finish(report, holder, self.clock()))
         if job is None:
-            log.info("dropped a late result from %r for finished job %r", worker_id, job_id)
-            return
+            return await self._refused(holder, job_id, "result")
         self._notify_end(job)
 
-    async def stream_chunk(self, job_id: str, chunk: types.RawJSON) -> None:
-        if await self.store.append_stream(job_id, chunk):
+    async def stream_chunk(self, holder: jobs.Holder, job_id: str, chunk: types.RawJSON) -> None:
+        if await self.store.append_stream(job_id, holder, chunk):
             self.notifier.notify(notifier.job_topic(job_id))
+            return
+        await self._refused(holder, job_id, "stream chunk")
+
+    async def _refused(self, holder: jobs.Holder, job_id: str, what: str) -> None:
+        """Why a report did not apply: 404 for a job not on the holder's endpoint, nothing (a
+        late or repeated report) for a job this worker held that has ended, else 409."""
+        job = await self.store.get(job_id)
+        if job is None or job.endpoint != holder.endpoint:
+            raise errors.JobNotFound(f"no job {job_id!r} on endpoint {holder.endpoint!r}")
+        if job.terminal and job.worker_id == holder.worker_id:
+            log.info("dropped a late %s from %r for ended job %r", what, holder.worker_id, job_id)
+            return
+        raise errors.Conflict(
+            f"job {job_id} is {job.status.value} and not held by worker {holder.worker_id!r};"
+            f" the {what} was refused"
+        )
 
     async def ping(self, worker: WorkerInfo) -> None:
-        stale = await self.store.renew_leases(worker, self.clock() + self.timing.lease)
+        lease_until = self.clock() + self.timing.lease
+        stale = await self.store.renew_leases(worker, lease_until, live_since=self._seen_since())
         if stale:
-            self._request_stop(worker.id, stale)
+            self._request_stop(worker.endpoint, worker.id, stale)
 
-    async def stop_signals(self, worker_id: str) -> list[str]:
+    async def stop_signals(self, endpoint: str, worker_id: str) -> list[str]:
         """Held (up to ``timing.take_hold``) until some of this worker's jobs must stop. Stops
         decided on other replicas arrive as the notification's payload (comma-separated ids)."""
-        with self.notifier.listen(notifier.stop_topic(worker_id)) as listener:
-            if not self._stops.get(worker_id):
+        key = (endpoint, worker_id)
+        with self.notifier.listen(notifier.stop_topic(endpoint, worker_id)) as listener:
+            if not self._stops.get(key):
                 await listener.wait(self.timing.take_hold)
             for payload in listener.payloads:
                 if isinstance(payload, str):
-                    self._stops.setdefault(worker_id, set()).update(payload.split(","))
-        return sorted(self._stops.pop(worker_id, ()))
+                    self._stops.setdefault(key, set()).update(payload.split(","))
+        return sorted(self._stops.pop(key, ()))
 
     # --- shared bookkeeping ------------------------------------------------------------------
 
-    def _request_stop(self, worker_id: str, job_ids: list[str]) -> None:
-        self._stops.setdefault(worker_id, set()).update(job_ids)
-        self.notifier.notify(notifier.stop_topic(worker_id), ",".join(job_ids))
+    def _request_stop(self, endpoint: str, worker_id: str, job_ids: list[str]) -> None:
+        self._stops.setdefault((endpoint, worker_id), set()).update(job_ids)
+        self.notifier.notify(notifier.stop_topic(endpoint, worker_id), ",".join(job_ids))
 
     def _notify_end(self, job: jobs.Job) -> None:
         self.notifier.notify(notifier.job_topic(job.id), job)
@@ -313,7 +378,7 @@ class JobService:
         one the ended row names: a claim may have landed since the job was read)."""
         self._notify_end(after)
         if after.worker_id:
-            self._request_stop(after.worker_id, [after.id])
+            self._request_stop(after.endpoint, after.worker_id, [after.id])
 
     async def sweep(self, limit: int = 500) -> int:
         """Apply timeouts, TTLs and lapsed leases; purge expired results. Returns jobs moved."""
@@ -333,7 +398,7 @@ class JobService:
             log.warning("job %r: worker %r lapsed; re-queued", before.id, before.worker_id)
             self.notifier.notify(notifier.queue_topic(before.endpoint))
             if before.worker_id:
-                self._request_stop(before.worker_id, [before.id])
+                self._request_stop(before.endpoint, before.worker_id, [before.id])
         else:
             log.warning("job %r: %s", before.id, (after.error or b"").decode(errors="replace"))
             self._ended(after)

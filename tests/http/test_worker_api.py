@@ -144,7 +144,7 @@ async def test_job_done_batch_reports_several_results(api: Api) -> None:
     reply = await api.http.post(
         "/v2/ep/job-done-batch/w1", content=body, headers=api.worker_headers()
     )
-    assert reply.json() == {"ok": True, "count": 2}
+    assert reply.json() == {"ok": True, "count": 2, "refused": []}
     assert (await api.http.get(f"/v2/ep/status/{a}")).json()["output"] == 1
     assert (await api.http.get(f"/v2/ep/status/{b}")).json()["status"] == "FAILED"
     for bad, field in [

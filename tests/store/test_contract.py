@@ -37,12 +37,17 @@ def new_job(
     )
 
 
-def done(output: object = None, error: object = None, *, at: float) -> jobs.End:
+W = jobs.Holder(worker_id="w", endpoint="ep")  # the worker most tests claim with
+
+
+def done(
+    output: object = None, error: object = None, *, at: float, by: jobs.Holder = W
+) -> jobs.End:
     result = jobs.Result(
         output=orjson.dumps(output) if output is not None else None,
         error=orjson.dumps(error) if error is not None else None,
     )
-    return jobs.finish(result, at)
+    return jobs.finish(result, by, at)
 
 
 def take(worker: str, now: float, lease_until: float) -> jobs.Claim:
@@ -112,12 +117,12 @@ async def test_failed_result_keeps_error_exactly(store: Store) -> None:
 
 async def test_progress_only_while_in_progress(store: Store) -> None:
     await store.submit(new_job("a"))
-    assert not await store.record_progress("a", b'"queued?"')
+    assert not await store.record_progress("a", W, b'"queued?"')
     await store.claim("ep", 1, take("w", T0, T0 + 30))
-    assert await store.record_progress("a", b'{"pct": 50}')
+    assert await store.record_progress("a", W, b'{"pct": 50}')
     assert (await store.get("a")).output == b'{"pct": 50}'  # type: ignore[union-attr]
     await store.end("a", done({"final": True}, at=T0 + 1))
-    assert not await store.record_progress("a", b'"late progress"')
+    assert not await store.record_progress("a", W, b'"late progress"')
     assert orjson.loads((await store.get("a")).output or b"") == {"final": True}  # type: ignore[union-attr]
 
 
@@ -125,13 +130,13 @@ async def test_stream_chunks_drain_once_in_order(store: Store) -> None:
     await store.submit(new_job("a"))
     await store.claim("ep", 1, take("w", T0, T0 + 30))
     for i in range(3):
-        assert await store.append_stream("a", orjson.dumps(i))
+        assert await store.append_stream("a", W, orjson.dumps(i))
     assert await store.drain_stream("a") == [b"0", b"1", b"2"]
     assert await store.drain_stream("a") == []
-    await store.append_stream("a", b"3")
+    await store.append_stream("a", W, b"3")
     await store.end("a", done([0, 1, 2, 3], at=T0 + 1))
     assert await store.drain_stream("a") == [b"3"]
-    assert not await store.append_stream("a", b"4")
+    assert not await store.append_stream("a", W, b"4")
 
 
 async def test_cancel_queued_running_and_finished(store: Store) -> None:
@@ -152,7 +157,7 @@ async def test_retry_requeues_failed_with_same_id_and_input(store: Store) -> Non
     await store.submit(new_job("a"))
     await store.claim("ep", 1, take("w", T0, T0 + 30))
     await store.end("a", done(error="x", at=T0 + 1))
-    await store.append_stream("a", b"0")
+    await store.append_stream("a", W, b"0")
     retried = await store.retry("a", jobs.retry(T0 + 100))
     assert retried is not None and retried.status is S.IN_QUEUE
     assert retried.output is None and retried.error is None and retried.attempts == 0
@@ -201,7 +206,7 @@ async def test_ping_renews_listed_leases_and_reports_stale_ids(store: Store) -> 
     await store.claim("ep", 1, take("w2", T0, T0 + 5))
     await store.end("b", jobs.cancel(T0 + 1))
     ping = WorkerInfo(id="w1", endpoint="ep", last_seen=T0 + 4, job_ids=("a", "b", "ghost"))
-    stale = await store.renew_leases(ping, T0 + 20)
+    stale = await store.renew_leases(ping, T0 + 20, live_since=T0)
     assert sorted(stale) == ["b", "ghost"]
     assert (await store.get("a")).lease_expires_at == T0 + 20  # type: ignore[union-attr]
     assert await store.overdue(T0 + 6, 10) == []
@@ -227,7 +232,7 @@ async def test_execution_timeout_and_ttl(store: Store) -> None:
 async def test_retention_purges_finished_jobs_and_their_chunks(store: Store) -> None:
     await store.submit(new_job("a"))
     await store.claim("ep", 1, take("w", T0, T0 + 30))
-    await store.append_stream("a", b"1")
+    await store.append_stream("a", W, b"1")
     await store.end("a", done(1, at=T0 + 1))
     assert await store.purge_finished(T0 + 5) == 0
     assert await store.purge_finished(T0 + 12) == 1
@@ -288,5 +293,51 @@ async def test_a_stopped_move_changes_nothing(store: Store) -> None:
     await store.submit(new_job("q"))
     assert await store.apply_overdue("q", T0 + 1) is None  # nothing due yet
     assert await store.retry("q", jobs.retry(T0 + 1)) is None  # not retryable
-    assert await store.record_progress("q", b"1") is False  # not running
+    assert await store.record_progress("q", W, b"1") is False  # not running
     assert await store.get("q") == new_job("q").queued()
+
+
+async def test_worker_reports_apply_only_to_the_job_the_worker_holds(store: Store) -> None:
+    await store.submit(new_job("a"))
+    await store.submit(new_job("q"))
+    await store.claim("ep", 1, take("w", T0, T0 + 30))
+    other = jobs.Holder(worker_id="w2", endpoint="ep")
+    elsewhere = jobs.Holder(worker_id="w", endpoint="ep2")
+    for holder in (other, elsewhere):
+        assert await store.end("a", done("forged", at=T0 + 1, by=holder)) is None
+        assert not await store.record_progress("a", holder, b'"forged"')
+        assert not await store.append_stream("a", holder, b'"forged"')
+    assert await store.end("q", done("queued", at=T0 + 1)) is None  # not claimed by anyone
+    assert await store.drain_stream("a") == []
+    running = await store.get("a")
+    assert running is not None and running.status is S.IN_PROGRESS and running.output is None
+    assert await store.get("q") == new_job("q").queued()
+
+
+async def test_a_worker_id_live_on_another_endpoint_is_refused(store: Store) -> None:
+    await store.submit(new_job("a"))
+    await store.claim("ep", 1, take("w1", T0, T0 + 5))
+    await store.renew_leases(
+        WorkerInfo(id="w1", endpoint="ep", last_seen=T0), T0 + 5, live_since=T0
+    )
+    hijack = WorkerInfo(id="w1", endpoint="ep2", last_seen=T0 + 1, job_ids=("a",))
+    with pytest.raises(errors.Conflict):
+        await store.renew_leases(hijack, T0 + 99, live_since=T0)
+    (seen,) = await store.workers(None, T0)
+    assert seen.endpoint == "ep"
+    assert (await store.get("a")).lease_expires_at == T0 + 5  # type: ignore[union-attr]
+    # once the first one has gone quiet, the id is free again
+    assert await store.renew_leases(hijack, T0 + 99, live_since=T0 + 1) == ["a"]
+
+
+async def test_release_undoes_only_the_holders_claim(store: Store) -> None:
+    await store.submit(new_job("a"))
+    await store.submit(new_job("b"))
+    await store.claim("ep", 1, take("w", T0, T0 + 30))
+    await store.claim("ep", 1, take("w2", T0, T0 + 30))
+    assert await store.release(["a", "b", "ghost"], jobs.release(W)) == ["a"]
+    back = await store.get("a")
+    assert back is not None and back.status is S.IN_QUEUE and back.attempts == 0
+    assert back.worker_id is None and back.started_at is None
+    still = await store.get("b")
+    assert still is not None and still.status is S.IN_PROGRESS and still.worker_id == "w2"

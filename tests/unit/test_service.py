@@ -39,6 +39,10 @@ def sub(**changes: object) -> jobs.Submission:
     return jobs.Submission(input=orjson.dumps(changes or {"x": 1}))
 
 
+def held(worker: str, endpoint: str = "ep") -> jobs.Holder:
+    return jobs.Holder(worker_id=worker, endpoint=endpoint)
+
+
 def result(output: object = None, error: object = None) -> jobs.Result:
     return jobs.Result(
         output=None if output is None else orjson.dumps(output),
@@ -53,12 +57,12 @@ async def test_submit_take_report_and_read(svc: JobService, clock: Clock) -> Non
     clock.now += 2
     (taken,) = await svc.take("ep", "w1", 5)
     assert taken.id == job.id and taken.worker_id == "w1" and taken.lease_expires_at == T0 + 12
-    await svc.report("w1", job.id, jobs.Progress(b'"half"'))
+    await svc.report(held("w1"), job.id, jobs.Progress(b'"half"'))
     assert (await svc.get("ep", job.id)).output == b'"half"'
-    await svc.report("w1", job.id, result({"y": 2}))
+    await svc.report(held("w1"), job.id, result({"y": 2}))
     done = await svc.get("ep", job.id)
     assert done.status is S.COMPLETED and done.output == b'{"y":2}' and done.delay_ms(0) == 2000
-    await svc.report("w1", job.id, result(error="late"))  # dropped: terminal means terminal
+    await svc.report(held("w1"), job.id, result(error="late"))  # dropped: terminal means terminal
     assert (await svc.get("ep", job.id)).status is S.COMPLETED
 
 
@@ -81,7 +85,7 @@ async def test_take_holds_until_a_submit_wakes_it(svc: JobService) -> None:
 async def test_submit_and_wait_returns_the_finished_job(svc: JobService) -> None:
     async def worker() -> None:
         (taken,) = await svc.take("ep", "w", 1)
-        await svc.report("w", taken.id, result("ok"))
+        await svc.report(held("w"), taken.id, result("ok"))
 
     svc.timing = Timing(take_hold=5)
     running = asyncio.create_task(worker())
@@ -96,7 +100,7 @@ async def test_cancel_a_running_job_tells_its_worker(svc: JobService) -> None:
     await svc.take("ep", "w1", 1)
     cancelled = await svc.cancel("ep", job.id)
     assert cancelled.status is S.CANCELLED
-    assert await svc.stop_signals("w1") == [job.id]
+    assert await svc.stop_signals("ep", "w1") == [job.id]
     again = await svc.cancel("ep", job.id)  # finished: unchanged
     assert again.status is S.CANCELLED and again.finished_at == cancelled.finished_at
 
@@ -106,7 +110,7 @@ async def test_retry_only_failed_or_timed_out(svc: JobService) -> None:
     with pytest.raises(errors.Conflict, match="IN_QUEUE"):
         await svc.retry("ep", job.id)
     await svc.take("ep", "w1", 1)
-    await svc.report("w1", job.id, result(error="flaky"))
+    await svc.report(held("w1"), job.id, result(error="flaky"))
     retried = await svc.retry("ep", job.id)
     assert retried.status is S.IN_QUEUE and retried.attempts == 0 and retried.error is None
 
@@ -117,7 +121,7 @@ async def test_sweep_requeues_a_lapsed_lease_then_fails_it(svc: JobService, cloc
     clock.now += 11
     assert await svc.sweep() == 1
     assert (await svc.get("ep", job.id)).status is S.IN_QUEUE
-    assert await svc.stop_signals("w1") == [job.id]  # the old worker drops it
+    assert await svc.stop_signals("ep", "w1") == [job.id]  # the old worker drops it
     await svc.take("ep", "w2", 1)
     clock.now += 11
     await svc.sweep()
@@ -133,7 +137,7 @@ async def test_pings_keep_leases_and_flag_stale_jobs(svc: JobService, clock: Clo
         ping = WorkerInfo(id="w1", endpoint="ep", last_seen=clock.now, job_ids=(a.id, "x"))
         await svc.ping(ping)
         assert await svc.sweep() == 0
-    assert await svc.stop_signals("w1") == ["x"]
+    assert await svc.stop_signals("ep", "w1") == ["x"]
     health = await svc.health("ep")
     assert (health.running_workers, health.counts.in_progress) == (1, 1)
 
@@ -155,7 +159,7 @@ async def test_stream_drains_and_wakes_on_a_chunk(svc: JobService) -> None:
     await svc.take("ep", "w1", 1)
     waiting = asyncio.create_task(svc.stream("ep", job.id, 5))
     await asyncio.sleep(0.01)
-    await svc.stream_chunk(job.id, b"1")
+    await svc.stream_chunk(held("w1"), job.id, b"1")
     _, chunks = await asyncio.wait_for(waiting, 1)
     assert chunks == [b"1"]
     assert (await svc.stream("ep", job.id, 0))[1] == []
@@ -182,7 +186,7 @@ async def test_a_job_with_a_webhook_wakes_the_sender(svc: JobService) -> None:
     job = await svc.submit("ep", jobs.Submission(input=b"{}", webhook="http://h/cb"))
     await svc.take("ep", "w1", 1)
     with svc.notifier.listen(notifier.WEBHOOKS) as listener:
-        await svc.report("w1", job.id, result(1))
+        await svc.report(held("w1"), job.id, result(1))
         assert await listener.wait(0.5)
     ended = await svc.get("ep", job.id)
     assert ended.webhook_state is jobs.WebhookState.PENDING
@@ -192,3 +196,62 @@ async def test_server_health_reports_a_closed_store(svc: JobService) -> None:
     assert (await svc.server_health()).store
     await svc.store.close()
     assert not (await svc.server_health()).store
+
+
+async def test_reports_are_fenced_to_the_worker_holding_the_job(svc: JobService) -> None:
+    job = await svc.submit("ep", sub())
+    queued = await svc.submit("ep", sub())
+    await svc.take("ep", "w1", 1)
+    with pytest.raises(errors.Conflict):
+        await svc.report(held("w2"), job.id, result("forged"))
+    with pytest.raises(errors.Conflict):
+        await svc.report(held("w1"), queued.id, result("not taken"))
+    with pytest.raises(errors.JobNotFound):  # a token for another endpoint sees nothing
+        await svc.report(held("w1", "other"), job.id, result("forged"))
+    with pytest.raises(errors.Conflict):
+        await svc.report(held("w2"), job.id, jobs.Progress(b"1"))
+    with pytest.raises(errors.JobNotFound):
+        await svc.stream_chunk(held("w1", "other"), job.id, b"1")
+    running = await svc.get("ep", job.id)
+    assert running.status is S.IN_PROGRESS and running.output is None
+    await svc.report(held("w1"), job.id, result("real"))
+    await svc.report(held("w1"), job.id, result("repeat"))  # a retried post: dropped, no error
+    assert (await svc.get("ep", job.id)).output == b'"real"'
+
+
+async def test_stop_signals_are_per_endpoint(svc: JobService) -> None:
+    job = await svc.submit("ep", sub())
+    await svc.take("ep", "w1", 1)
+    await svc.cancel("ep", job.id)
+    assert await svc.stop_signals("other", "w1") == []  # another endpoint's token drains nothing
+    assert await svc.stop_signals("ep", "w1") == [job.id]
+
+
+async def test_a_worker_that_hung_up_claims_nothing(svc: JobService) -> None:
+    gone = asyncio.Event()
+    held = asyncio.create_task(svc.take("ep", "w1", 1, gone=gone))
+    await asyncio.sleep(0.01)
+    gone.set()  # killed while its job-take was held
+    assert await asyncio.wait_for(held, 1) == []
+    job = await svc.submit("ep", sub())
+    assert await svc.take("ep", "w1", 1, gone=gone) == []
+    assert (await svc.get("ep", job.id)).status is S.IN_QUEUE
+
+
+async def test_a_claim_made_as_the_worker_hangs_up_is_released(svc: JobService) -> None:
+    job = await svc.submit("ep", sub())
+    gone = asyncio.Event()
+    claim = svc.store.claim
+
+    async def claim_then_hang_up(*args: object, **kwargs: object) -> list[jobs.Job]:
+        taken = await claim(*args, **kwargs)  # type: ignore[arg-type]
+        gone.set()
+        return taken
+
+    svc.store.claim = claim_then_hang_up  # type: ignore[method-assign]
+    assert await svc.take("ep", "w1", 1, gone=gone) == []
+    back = await svc.get("ep", job.id)
+    assert back.status is S.IN_QUEUE and back.attempts == 0 and back.worker_id is None
+    svc.store.claim = claim  # type: ignore[method-assign]
+    (again,) = await svc.take("ep", "w2", 1)
+    assert again.id == job.id and again.attempts == 1

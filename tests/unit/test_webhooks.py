@@ -16,6 +16,8 @@ from anypod import store as stores
 from anypod.webhooks import WebhookPolicy, WebhookSender
 from tests.clock import T0, Clock
 
+HOLDER = jobs.Holder(worker_id="w", endpoint="ep")
+
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[stores.Store]:
@@ -37,7 +39,7 @@ async def finished_job(store: stores.Store, webhook: str) -> None:
         )
     )
     await store.claim("ep", 1, jobs.claim("w", T0, 30))
-    await store.end("j1", jobs.finish(jobs.Result(output=b'{"ok":true}'), T0))
+    await store.end("j1", jobs.finish(jobs.Result(output=b'{"ok":true}'), HOLDER, T0))
 
 
 async def test_retries_then_delivers_signed_payload(store: stores.Store) -> None:

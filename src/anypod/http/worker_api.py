@@ -8,43 +8,74 @@ import asyncio
 
 from starlette.responses import Response
 
+from anypod import errors, jobs, types
+from anypod.http import hangup
 from anypod.http.context import Context
 from anypod.http.responses import json_response, no_content
+from anypod.protocols import errors as wire_errors
 from anypod.protocols.runpod import limits, render, reports, schemas
+
+
+def _holder(ctx: Context) -> jobs.Holder:
+    """The worker named in the path, on the endpoint its token serves: reports are fenced to
+    the jobs it holds."""
+    return jobs.Holder(worker_id=ctx.params["worker_id"], endpoint=ctx.endpoint)
 
 
 async def job_take(ctx: Context) -> Response:
     """One job, held up to the take hold (< 90 s); 204 when none came."""
-    taken = await ctx.service.take(ctx.endpoint, ctx.params["worker_id"], 1)
+    taken = await _take(ctx, 1)
     return json_response(render.worker_job(taken[0])) if taken else no_content()
 
 
 async def job_take_batch(ctx: Context) -> Response:
     """Up to ``batch_size`` jobs as a JSON list; 204 when none came."""
     size = min(ctx.query_as(schemas.TakeBatchQuery).batch_size, limits.MAX_TAKE_BATCH)
-    taken = await ctx.service.take(ctx.endpoint, ctx.params["worker_id"], size)
+    taken = await _take(ctx, size)
     return json_response([render.worker_job(job) for job in taken]) if taken else no_content()
+
+
+async def _take(ctx: Context, limit: int) -> list[jobs.Job]:
+    """Claims for a worker still there: none once it hangs up (``http/hangup.py``)."""
+    async with hangup.watch(ctx.request.receive) as gone:
+        return await ctx.service.take(ctx.endpoint, ctx.params["worker_id"], limit, gone=gone)
 
 
 async def job_done(ctx: Context) -> Response:
     """The result (or, with ``status: IN_PROGRESS``, a progress update) of a job."""
     report = reports.from_job_done(ctx.body_as(schemas.JobDoneBody))
-    await ctx.service.report(ctx.params["worker_id"], ctx.params["job_id"], report)
+    await ctx.service.report(_holder(ctx), ctx.params["job_id"], report)
     return json_response({"ok": True})
 
 
 async def job_done_batch(ctx: Context) -> Response:
-    """anypod's extension: ``[{"id": job, "result": <job-done body>}, ...]`` in one post."""
+    """anypod's extension: ``[{"id": job, "result": <job-done body>}, ...]`` in one post. Each
+    item stands alone: the reply lists the ones refused (with the status a single ``job-done``
+    would have answered), and every other one was applied (or was a repeat)."""
     items = reports.from_job_done_batch(ctx.body_as(schemas.JobDoneBatch))
-    worker = ctx.params["worker_id"]
-    await asyncio.gather(*(ctx.service.report(worker, job_id, r) for job_id, r in items))
-    return json_response({"ok": True, "count": len(items)})
+    holder = _holder(ctx)
+    outcomes = await asyncio.gather(*(_one(ctx, holder, job_id, r) for job_id, r in items))
+    refused = [o for o in outcomes if o is not None]
+    return json_response(
+        {"ok": not refused, "count": len(items) - len(refused), "refused": refused}
+    )
+
+
+async def _one(
+    ctx: Context, holder: jobs.Holder, job_id: str, report: jobs.Report
+) -> types.JSONDict | None:
+    try:
+        await ctx.service.report(holder, job_id, report)
+    except (errors.NotFound, errors.Conflict) as exc:
+        status, code = wire_errors.status_and_code(exc)
+        return {"id": job_id, "status": status, "code": code, "error": exc.message}
+    return None
 
 
 async def job_stream(ctx: Context) -> Response:
     """One streamed chunk of a generator handler's output."""
     chunk = reports.from_chunk(ctx.body_as(schemas.StreamChunk))
-    await ctx.service.stream_chunk(ctx.params["job_id"], chunk)
+    await ctx.service.stream_chunk(_holder(ctx), ctx.params["job_id"], chunk)
     return json_response({"ok": True})
 
 
@@ -62,5 +93,5 @@ async def ping(ctx: Context) -> Response:
 
 async def job_stop(ctx: Context) -> Response:
     """Held until a job of this worker must stop (cancel, timeout); 204 when none."""
-    stops = await ctx.service.stop_signals(ctx.params["worker_id"])
+    stops = await ctx.service.stop_signals(ctx.endpoint, ctx.params["worker_id"])
     return json_response({"jobsToStop": stops}) if stops else no_content()

@@ -130,18 +130,25 @@ class MemoryStore(base.Store):
         queued = sorted(self._jobs(keep), key=lambda e: (-e.job.priority, e.seq))
         return [job for e in queued[:limit] if (job := self._move(e, claim))]
 
-    async def record_progress(self, job_id: str, output: types.RawJSON) -> bool:
+    async def release(self, job_ids: Sequence[str], release: jobs.Release) -> list[str]:
+        self._check_open()
+        entries = [e for j in job_ids if (e := self._entries.get(j)) is not None]
+        return [e.job.id for e in entries if self._move(e, release)]
+
+    async def record_progress(
+        self, job_id: str, holder: jobs.Holder, output: types.RawJSON
+    ) -> bool:
         self._check_open()
         entry = self._entries.get(job_id)
-        if entry is None or entry.job.status is not S.IN_PROGRESS:
+        if entry is None or not holder.holds(entry.job):
             return False
         entry.job = dataclasses.replace(entry.job, output=output)
         return True
 
-    async def append_stream(self, job_id: str, output: types.RawJSON) -> bool:
+    async def append_stream(self, job_id: str, holder: jobs.Holder, output: types.RawJSON) -> bool:
         self._check_open()
         entry = self._entries.get(job_id)
-        if entry is None or entry.job.status not in jobs.ACTIVE:
+        if entry is None or not holder.holds(entry.job):
             return False
         self._chunks.setdefault(job_id, []).append(output)
         return True
@@ -150,13 +157,19 @@ class MemoryStore(base.Store):
         self._check_open()
         return self._chunks.pop(job_id, [])
 
-    async def renew_leases(self, worker: base.WorkerInfo, lease_until: float) -> list[str]:
+    async def renew_leases(
+        self, worker: base.WorkerInfo, lease_until: float, *, live_since: float
+    ) -> list[str]:
         self._check_open()
+        known = self._workers.get(worker.id)
+        if known and known.endpoint != worker.endpoint and known.last_seen >= live_since:
+            raise base.worker_id_in_use(worker.id)
         self._workers[worker.id] = worker
+        holder = jobs.Holder(worker_id=worker.id, endpoint=worker.endpoint)
         stale = []
         for job_id in worker.job_ids:
             entry = self._entries.get(job_id)
-            if entry is None or not _held_by(entry.job, worker.id):
+            if entry is None or not holder.holds(entry.job):
                 stale.append(job_id)
                 continue
             entry.job = dataclasses.replace(entry.job, lease_expires_at=lease_until)
@@ -242,7 +255,3 @@ class MemoryStore(base.Store):
     async def worker_token_endpoint(self, token_hash: str) -> str | None:
         self._check_open()
         return self._tokens.get(token_hash)
-
-
-def _held_by(job: jobs.Job, worker_id: str) -> bool:
-    return job.status is S.IN_PROGRESS and job.worker_id == worker_id

@@ -153,6 +153,18 @@ class Statements:
         )
 
     @functools.cached_property
+    def END_HELD(self) -> str:
+        """:class:`jobs.End` with a holder: $6 id, $7 worker, $8 endpoint (``Holder.holds``)."""
+        return self._r(
+            f"UPDATE jobs {self._end_set} WHERE id = $6 AND {self._held(7, 8)} RETURNING {COLUMNS}"
+        )
+
+    @staticmethod
+    def _held(worker: int, endpoint: int) -> str:
+        """:meth:`jobs.Holder.holds`: the job runs, claimed by that worker on that endpoint."""
+        return f"status = '{S.IN_PROGRESS}' AND worker_id = ${worker} AND endpoint = ${endpoint}"
+
+    @functools.cached_property
     def PURGE_QUEUE(self) -> str:
         """:class:`jobs.End` (see ``_end_set``) for every queued job of $6 endpoint."""
         where = f"WHERE endpoint = $6 AND status = '{S.IN_QUEUE}'"
@@ -186,16 +198,17 @@ class Statements:
 
     @functools.cached_property
     def PROGRESS(self) -> str:
-        """$1 output, $2 id."""
-        return self._r(f"UPDATE jobs SET output = $1 WHERE id = $2 AND status = '{S.IN_PROGRESS}'")
+        """$1 output, $2 id, held by $3 worker on $4 endpoint."""
+        return self._r(f"UPDATE jobs SET output = $1 WHERE id = $2 AND {self._held(3, 4)}")
 
     @functools.cached_property
     def APPEND_STREAM(self) -> str:
-        """$1 job id, $2 chunk; inserts nothing unless the job is active."""
+        """$1 job id, $2 chunk; inserts nothing unless the job is held by $3 worker on $4
+        endpoint."""
         return self._r(
             f"INSERT INTO stream_chunks (job_id, output) SELECT {self.d.cast(1, self.d.text)},"
             f" {self.d.cast(2, self.d.blob)} WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1"
-            f" AND status IN {_in(jobs.ACTIVE)})"
+            f" AND {self._held(3, 4)})"
         )
 
     @functools.cached_property
@@ -210,20 +223,23 @@ class Statements:
 
     @functools.cached_property
     def UPSERT_WORKER(self) -> str:
-        """The :data:`WORKER_COLUMNS` of a ping, $1..$7."""
+        """The :data:`WORKER_COLUMNS` of a ping, $1..$7 → the id, unless the worker id is
+        in use on another endpoint by a worker seen since $8 (then no row, nothing changed)."""
         return self._r(
             f"INSERT INTO workers ({WORKER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
             " ON CONFLICT (id) DO UPDATE SET endpoint = excluded.endpoint,"
             " last_seen = excluded.last_seen, job_ids = excluded.job_ids, gpu = excluded.gpu,"
             " version = excluded.version, unhealthy = excluded.unhealthy"
+            " WHERE workers.endpoint = excluded.endpoint OR workers.last_seen < $8 RETURNING id"
         )
 
     @functools.cached_property
     def RENEW_LEASES(self) -> str:
-        """$1 lease_until, $2 ids (:meth:`Dialect.encode_ids`), $3 worker → renewed ids."""
+        """$1 lease_until, $2 ids (:meth:`Dialect.encode_ids`), held by $3 worker on $4
+        endpoint → renewed ids."""
         return self._r(
             f"UPDATE jobs SET lease_expires_at = $1 WHERE id {self.d.any_of(2)}"
-            f" AND worker_id = $3 AND status = '{S.IN_PROGRESS}' RETURNING id"
+            f" AND {self._held(3, 4)} RETURNING id"
         )
 
     @functools.cached_property
@@ -254,6 +270,17 @@ class Statements:
             f"UPDATE jobs SET status = '{S.IN_QUEUE}', worker_id = NULL, started_at = NULL,"
             " lease_expires_at = NULL, deadline_at = NULL, output = NULL"
             f" WHERE id = $1 AND status IN {_in(jobs.Requeue.SOURCES)} RETURNING {COLUMNS}"
+        )
+
+    @functools.cached_property
+    def RELEASE(self) -> str:
+        """:class:`jobs.Release`: $1 ids (:meth:`Dialect.encode_ids`), held by $2 worker on $3
+        endpoint → released ids."""
+        return self._r(
+            f"UPDATE jobs SET status = '{S.IN_QUEUE}', worker_id = NULL, started_at = NULL,"
+            " lease_expires_at = NULL, deadline_at = NULL, output = NULL,"
+            f" attempts = attempts - 1 WHERE id {self.d.any_of(1)} AND {self._held(2, 3)}"
+            " RETURNING id"
         )
 
     @functools.cached_property
@@ -345,8 +372,13 @@ def insert_values(new: jobs.NewJob) -> tuple[object, ...]:
 
 
 def end_values(end: jobs.End) -> tuple[object, ...]:
-    """$1..$5 of END and PURGE_QUEUE."""
+    """$1..$5 of END, END_HELD and PURGE_QUEUE."""
     return (end.status.value, end.output, end.error, end.finished_at, end.stop_pod)
+
+
+def holder_values(holder: jobs.Holder) -> tuple[str, str]:
+    """The worker and endpoint parameters of a held-job guard."""
+    return (holder.worker_id, holder.endpoint)
 
 
 def row_to_job(row: Row) -> jobs.Job:

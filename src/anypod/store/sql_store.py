@@ -76,7 +76,10 @@ class SQLStore(base.Store):
         return base.Counts.from_rows((r[0], r[1], r[2]) for r in rows)
 
     async def end(self, job_id: str, end: jobs.End) -> jobs.Job | None:
-        return _job(await self._fetchrow(self.q.END, (*sql.end_values(end), job_id)))
+        if end.holder is None:
+            return _job(await self._fetchrow(self.q.END, (*sql.end_values(end), job_id)))
+        args = (*sql.end_values(end), job_id, *sql.holder_values(end.holder))
+        return _job(await self._fetchrow(self.q.END_HELD, args))
 
     async def retry(self, job_id: str, retry: jobs.Retry) -> jobs.Job | None:
         def steps(job: jobs.Job) -> list[Step]:
@@ -96,23 +99,35 @@ class SQLStore(base.Store):
         args = (claim.worker_id, claim.started_at, claim.lease_expires_at, endpoint, limit)
         return sql.claimed_in_order(await self._fetch(self.q.CLAIM, args))
 
-    async def record_progress(self, job_id: str, output: types.RawJSON) -> bool:
-        return await self._execute(self.q.PROGRESS, (output, job_id)) == 1
+    async def release(self, job_ids: Sequence[str], release: jobs.Release) -> list[str]:
+        args = (self.dialect.encode_ids(job_ids), *sql.holder_values(release.holder))
+        return [r[0] for r in await self._fetch(self.q.RELEASE, args)]
 
-    async def append_stream(self, job_id: str, output: types.RawJSON) -> bool:
-        return await self._execute(self.q.APPEND_STREAM, (job_id, output)) == 1
+    async def record_progress(
+        self, job_id: str, holder: jobs.Holder, output: types.RawJSON
+    ) -> bool:
+        args = (output, job_id, *sql.holder_values(holder))
+        return await self._execute(self.q.PROGRESS, args) == 1
+
+    async def append_stream(self, job_id: str, holder: jobs.Holder, output: types.RawJSON) -> bool:
+        args = (job_id, output, *sql.holder_values(holder))
+        return await self._execute(self.q.APPEND_STREAM, args) == 1
 
     async def drain_stream(self, job_id: str) -> list[types.RawJSON]:
         rows = await self._fetch(self.q.DRAIN_STREAM, (job_id,))
         return [r[1] for r in sorted(rows, key=lambda r: r[0])]
 
-    async def renew_leases(self, worker: base.WorkerInfo, lease_until: float) -> list[str]:
+    async def renew_leases(
+        self, worker: base.WorkerInfo, lease_until: float, *, live_since: float
+    ) -> list[str]:
         w, ids = worker, self.dialect.encode_ids(worker.job_ids)
-        seen = (w.id, w.endpoint, w.last_seen, ids, w.gpu, w.version, w.unhealthy)
+        seen = (w.id, w.endpoint, w.last_seen, ids, w.gpu, w.version, w.unhealthy, live_since)
         steps: list[Step] = [(self.q.UPSERT_WORKER, seen)]
         if w.job_ids:
-            steps.append((self.q.RENEW_LEASES, (lease_until, ids, w.id)))
+            steps.append((self.q.RENEW_LEASES, (lease_until, ids, w.id, w.endpoint)))
         results = await self._script(steps)
+        if not results[0]:
+            raise base.worker_id_in_use(w.id)
         mine = {r[0] for r in results[1]} if w.job_ids else set()
         return [j for j in w.job_ids if j not in mine]
 

@@ -62,7 +62,7 @@ class DoneCoalescer:
             await self._send_each(client, batch)
             return
         try:
-            await client.done_many(
+            refused = await client.done_many(
                 self.endpoint, self.worker_id, [(job_id, body) for job_id, body, _, _ in batch]
             )
         except errors.PayloadTooLarge:
@@ -73,6 +73,9 @@ class DoneCoalescer:
             log.info("server has no job-done-batch route; posting results one by one")
             self.enabled = False
             await self._send_each(client, batch)
+            return
+        for item in refused:  # final answers (not held, not found): nothing to retry
+            log.error("job %s: server refused result: %s", item.get("id"), item.get("error"))
 
     async def _send_each(self, client: AsyncClient, batch: list[_Pending]) -> None:
         """Plain ``job-done`` posts; each settles its own result's future."""
