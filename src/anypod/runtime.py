@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
@@ -148,12 +149,13 @@ class Runtime:
                 log.exception("stopping %s failed", component.name)
 
     async def worker_options(self) -> list[WorkerOptions]:
-        """One options object per embedded worker, with a fresh token per endpoint."""
+        """One options object per embedded worker, with a token per endpoint that lives as
+        long as this server (kept in memory: it never piles up in the store)."""
         found = []
         for ep in self.endpoints:
             if not ep.handler or ep.workers <= 0:
                 continue
-            token = await self.service.mint_worker_token(ep.name)
+            token = self.service.session_worker_token(ep.name)
             found += [
                 WorkerOptions(
                     server=self.url,
@@ -166,6 +168,7 @@ class Runtime:
                     batch_size=self.settings.batch_size,
                     batch_wait_ms=self.settings.batch_timeout_ms,
                     ping_interval=self.settings.ping_interval_seconds,
+                    parent_pid=os.getpid(),
                 )
                 for i in range(ep.workers)
             ]

@@ -7,8 +7,12 @@ import asyncio
 import sys
 
 from anypod import logs
+from anypod.worker import lifeline
 from anypod.worker.options import WorkerOptions
 from anypod.worker.parent import serve
 
 logs.configure("INFO")
-asyncio.run(serve(WorkerOptions.from_json(sys.stdin.buffer.read())))
+options = WorkerOptions.from_json(sys.stdin.buffer.read())
+if options.parent_pid is not None:
+    lifeline.die_with_parent(options.parent_pid)
+asyncio.run(serve(options))

@@ -16,11 +16,15 @@ from typing import Any
 
 from anypod import reporting, types
 from anypod.protocols.runpod import results
-from anypod.worker import events, loader
+from anypod.worker import events, lifeline, loader
 
 
-def main(conn: Connection, spec: str, env: dict[str, str], concurrency: int) -> None:
+def main(
+    conn: Connection, spec: str, env: dict[str, str], concurrency: int, parent_pid: int
+) -> None:
     """Process entry point (``multiprocessing`` spawn target)."""
+    lifeline.die_with_parent(parent_pid)
+    lifeline.leave_signals_to_parent()
     os.environ.update(env)
     try:
         loaded = loader.load(spec)

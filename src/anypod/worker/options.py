@@ -30,6 +30,7 @@ class WorkerOptions:
     batch: BatchSpec | None = None  # declares a batch handler (endpoint config)
     batch_size: int | None = None  # overrides a batch handler's max_size (BATCH_SIZE)
     batch_wait_ms: float | None = None  # overrides its max_wait_ms (BATCH_TIMEOUT_MS)
+    parent_pid: int | None = None  # an embedded worker dies with the server that started it
 
     @property
     def servers(self) -> tuple[str, ...]:

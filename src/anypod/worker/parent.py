@@ -27,6 +27,8 @@ from anypod.worker.source import HttpJobSource, JobSource
 
 log = logging.getLogger("anypod.worker")
 Post = Callable[[], Awaitable[None]]
+FATAL = (errors.Unauthorized, errors.EndpointNotFound)
+"""A job-take answered with these will be answered the same way forever."""
 
 
 class Worker:
@@ -47,6 +49,7 @@ class Worker:
         self._posts: dict[str, asyncio.Task[None]] = {}  # each job's latest post
         self._refresh = False
         self._background: set[asyncio.Task[None]] = set()
+        self.fatal: errors.AnypodError | None = None  # why the worker gave up, if it did
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -104,7 +107,7 @@ class Worker:
             self.opts.handler,
             child.pid,
             ready.concurrency,
-            f", batches of up to {self.buckets.spec.max_size}" if self.buckets else "",
+            f", batches of up to {self.buckets.spec.max_size}" if self.buckets is not None else "",
         )
         self._ready.set()
         self._slot.set()
@@ -165,6 +168,10 @@ class Worker:
             try:
                 taken = await self.source.take(free, busy=bool(self.records))
                 backoff = 0.5
+            except FATAL as exc:  # retrying cannot help: say so and exit
+                self.fatal = exc
+                self.request_stop()
+                return
             except errors.AnypodError as exc:
                 log.warning("job-take failed: %s; retrying in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff)
@@ -356,3 +363,5 @@ async def serve(options: WorkerOptions) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.request_stop)
     await worker.run()
+    if worker.fatal is not None:
+        raise worker.fatal

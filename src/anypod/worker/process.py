@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -39,7 +40,7 @@ class ChildProcess:
         parent_end, child_end = _spawn.Pipe()
         self._process = _spawn.Process(
             target=child.main,
-            args=(child_end, self.spec, self.env, self.concurrency),
+            args=(child_end, self.spec, self.env, self.concurrency, os.getpid()),
             name="anypod-handler",
             daemon=True,
         )
