@@ -5,7 +5,7 @@
     python -m benchmarks.batching --trials 5 --json out.json --png docs/img/batching.png
     python -m benchmarks.batching --profile /tmp/prof # also py-spy the largest size
 
-anypod: per max batch size N (``--sizes``), a fresh ``anypod serve examples/embeddings/handler.py
+anypod: per max batch size N (``--sizes``), a fresh ``anypod serve examples/embeddings/embeddings.py
 --endpoint embeddings --workers 1`` with ``BATCH_SIZE=N BATCH_TIMEOUT_MS=--wait-ms``.
 ``--clients`` closed-loop clients on one keep-alive session send one sentence per job with
 ``POST /v2/embeddings/runsync``; after ``--warmup`` s the next ``--seconds`` are measured: jobs/s
@@ -35,7 +35,7 @@ import orjson
 
 from benchmarks.harness import cpu, load, procs, pyspy, report, stats, sut
 
-HANDLER = procs.ROOT / "examples" / "embeddings" / "handler.py"
+HANDLER = procs.ROOT / "examples" / "embeddings" / "embeddings.py"
 ENDPOINT = "embeddings"
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 TARGET_VS_UNBATCHED, TARGET_VS_DIRECT = 3.0, 0.80

@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 
 def main(runs: int) -> None:
     started = time.perf_counter()
-    spec = importlib.util.spec_from_file_location("whisper_handler", HERE / "handler.py")
+    spec = importlib.util.spec_from_file_location("whisper_handler", HERE / "whisper.py")
     assert spec is not None and spec.loader is not None
     handler = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = handler

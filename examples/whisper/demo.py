@@ -1,6 +1,6 @@
 """``make demo``: transcribe the bundled speech clip through anypod's HTTP API.
 
-Starts ``anypod serve examples/whisper/handler.py`` (API + one worker, SQLite in a temp dir),
+Starts ``anypod serve examples/whisper/whisper.py`` (API + one worker, SQLite in a temp dir),
 submits the clip as a RunPod-style job, shows progress while it runs, prints the transcript and
 where the time went, then runs it twice more warm through ``/runsync``.
 """
@@ -22,7 +22,7 @@ from anypod import Client
 
 HERE = Path(__file__).resolve().parent
 CLIP = HERE / "speech.wav"
-ENDPOINT = "handler"
+ENDPOINT = "whisper"
 
 
 def free_port() -> int:
@@ -37,7 +37,7 @@ def start_server(port: int, workdir: str) -> subprocess.Popen[bytes]:
         "-m",
         "anypod",
         "serve",
-        str(HERE / "handler.py"),
+        str(HERE / "whisper.py"),
         "--port",
         str(port),
         "--database",

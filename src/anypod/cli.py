@@ -15,7 +15,7 @@ from anypod import endpoints as eps
 from anypod import errors, logs
 from anypod import settings as settings_module
 from anypod import store as stores
-from anypod.protocols.runpod.worker_env import worker_env as runpod_env
+from anypod.protocols.runpod import worker_env as runpod_env
 from anypod.service import JobService
 
 app = typer.Typer(
@@ -165,7 +165,16 @@ def worker(
         batch_size=settings.batch_size if batch_size is None else batch_size,
         batch_wait_ms=settings.batch_timeout_ms if batch_wait_ms is None else batch_wait_ms,
     )
-    asyncio.run(serve(opts))
+    try:
+        asyncio.run(serve(opts))
+    except (errors.Unauthorized, errors.EndpointNotFound) as exc:
+        typer.secho(
+            f"error: the server refused this worker ({exc}); check --endpoint and the worker"
+            " token (ANYPOD_WORKER_TOKEN, from `anypod worker-env`)",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
 
 
 @app.command("worker-env")
@@ -178,7 +187,18 @@ def worker_env(
     worker_id: Annotated[str | None, typer.Option()] = None,
     gpu: Annotated[str, typer.Option(help="GPU label sent in URLs")] = "cpu",
 ) -> None:
-    """Print the RUNPOD_* environment that makes an unmodified runpod worker serve ENDPOINT."""
+    """Print the RUNPOD_* environment that makes an unmodified runpod worker serve ENDPOINT.
+
+    The output works as `set -a; . ./worker.env; set +a`, `docker run --env-file worker.env`
+    and `env $(cat worker.env) CMD` alike.
+    """
+    try:
+        eps.check_name(endpoint)
+        runpod_env.check_server(server)
+        if worker_id is not None:
+            runpod_env.check_worker_id(worker_id)
+    except errors.AnypodError as exc:
+        raise _fail(exc) from exc
     settings = settings_module.from_env(database_url=database)
 
     async def mint() -> str:
@@ -192,8 +212,19 @@ def worker_env(
         raise _fail(exc) from exc
     wid = worker_id or f"{endpoint}-{uuid.uuid4().hex[:8]}"
     hostname = f"{wid}-{uuid.uuid4().hex[:8]}"
-    for key, value in runpod_env(server, endpoint, wid, token, gpu=gpu, hostname=hostname).items():
-        typer.echo(f"{key}={value}")
+    env = runpod_env.worker_env(server, endpoint, wid, token, gpu=gpu, hostname=hostname)
+    try:
+        text = runpod_env.env_file(env)
+    except errors.AnypodError as exc:
+        raise _fail(exc) from exc
+    typer.echo(text, nl=False)
+    typer.echo(
+        f"worker-env: the first line, {runpod_env.PLACEHOLDER_LINE}, keeps the job-id placeholder"
+        f" {runpod_env.JOB_ID_PLACEHOLDER} literal when a shell sources this file"
+        " (set -a; . ./worker.env; set +a); docker --env-file and env $(cat worker.env)"
+        " pass it on as a harmless extra variable",
+        err=True,
+    )
 
 
 @app.command()

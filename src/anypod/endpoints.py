@@ -2,7 +2,7 @@
 
 ```toml
 [endpoints.whisper]
-handler = "examples/whisper/handler.py"
+handler = "examples/whisper/whisper.py"
 workers = 1
 concurrency = 1
 batch = {max_size = 8, max_wait_ms = 40, bucket = ["language"]}  # optional: a batch handler
@@ -61,7 +61,7 @@ def check_name(name: str) -> str:
 
 
 def name_for_handler(spec: str) -> str:
-    """``examples/whisper/handler.py[:fn]`` → ``handler``; ``pkg.mod:fn`` → ``mod``."""
+    """``examples/whisper/whisper.py[:fn]`` → ``whisper``; ``pkg.mod:fn`` → ``mod``."""
     target = spec.split(":", 1)[0]
     if target.endswith(".py"):
         return check_name(Path(target).stem)

@@ -47,7 +47,7 @@ def encode(model: Any, texts: list[str]) -> np.ndarray[Any, Any]:
 
 def test_embeddings_over_http_batched(serve: Any, reference: Any) -> None:
     env = {**OFFLINE, "BATCH_TIMEOUT_MS": "300", "EMBEDDINGS_THREADS": "1"}
-    s = serve(str(EXAMPLE / "handler.py"), endpoint="embeddings", env=env)
+    s = serve(str(EXAMPLE / "embeddings.py"), env=env)  # endpoint named after the file
     url = f"{s.url}/v2/embeddings"
 
     sync = httpx.post(f"{url}/runsync", json={"input": {"texts": SENTENCES[:2]}}, timeout=60)

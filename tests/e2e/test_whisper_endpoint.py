@@ -25,8 +25,8 @@ def words(text: str) -> set[str]:
 
 
 def test_whisper_over_http_all_forms(serve: Any) -> None:
-    s = serve(str(EXAMPLE / "handler.py"), env={"HF_HUB_OFFLINE": "1"})
-    url = f"{s.url}/v2/handler"
+    s = serve(str(EXAMPLE / "whisper.py"), env={"HF_HUB_OFFLINE": "1"})
+    url = f"{s.url}/v2/whisper"
     flat = httpx.post(
         f"{url}/runsync", json={"input": {"audio": B64, "language": "en"}}, timeout=120
     ).json()
@@ -53,8 +53,8 @@ def test_whisper_over_http_all_forms(serve: Any) -> None:
 
 
 def test_whisper_streams_segments(serve: Any) -> None:
-    s = serve(str(EXAMPLE / "handler.py"), env={"HF_HUB_OFFLINE": "1"})
-    url = f"{s.url}/v2/handler"
+    s = serve(str(EXAMPLE / "whisper.py"), env={"HF_HUB_OFFLINE": "1"})
+    url = f"{s.url}/v2/whisper"
     job = httpx.post(f"{url}/run", json={"input": {"audio": B64, "stream": True}}).json()
     segments: list[dict[str, Any]] = []
     deadline = time.monotonic() + 90
@@ -65,5 +65,5 @@ def test_whisper_streams_segments(serve: Any) -> None:
             break
     assert len(segments) >= 2
     assert EXPECTED_WORDS <= words(" ".join(seg["text"] for seg in segments))
-    done = wait_status(s.url, "handler", job["id"], {"COMPLETED"})
+    done = wait_status(s.url, "whisper", job["id"], {"COMPLETED"})
     assert len(done["output"]) == len(segments)

@@ -1,4 +1,4 @@
-"""examples/embeddings/handler.py against the real bundled all-MiniLM-L6-v2 model (CPU).
+"""examples/embeddings/embeddings.py against the real bundled all-MiniLM-L6-v2 model (CPU).
 
 Calls the batch handler directly (no server): one batch of several jobs must give exactly the
 vectors of a plain ``model.encode``, unit length, per-job errors, and sensible similarities.
@@ -32,7 +32,7 @@ SENTENCES = [
 @pytest.fixture(scope="module")
 def emb() -> Iterator[ModuleType]:
     name = "anypod_example_embeddings_handler"
-    spec = importlib.util.spec_from_file_location(name, EXAMPLE / "handler.py")
+    spec = importlib.util.spec_from_file_location(name, EXAMPLE / "embeddings.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     with pytest.MonkeyPatch.context() as mp:

@@ -1,4 +1,4 @@
-"""examples/whisper/handler.py against the real bundled Whisper tiny.en model (CPU, int8).
+"""examples/whisper/whisper.py against the real bundled Whisper tiny.en model (CPU, int8).
 
 Calls the handler directly (no server): every accepted input form must transcribe the
 committed espeak-ng clip, and every bad input must fail with an error naming the field.
@@ -37,7 +37,7 @@ def words(text: str) -> set[str]:
 @pytest.fixture(scope="module")
 def whisper() -> Iterator[ModuleType]:
     name = "anypod_example_whisper_handler"
-    spec = importlib.util.spec_from_file_location(name, EXAMPLE / "handler.py")
+    spec = importlib.util.spec_from_file_location(name, EXAMPLE / "whisper.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     with pytest.MonkeyPatch.context() as mp:
@@ -96,7 +96,10 @@ def check_segments(segments: list[dict[str, Any]]) -> None:
     "form",
     ["base64", "data_uri", "path", "file_url", "runpod_blob", "runpod_url_path", "http_url"],
 )
-def test_input_forms_transcribe(whisper: ModuleType, http_base: str, form: str) -> None:
+def test_input_forms_transcribe(
+    whisper: ModuleType, http_base: str, form: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WHISPER_LOCAL_FILES_DIR", str(EXAMPLE))  # for path, file_url, ..._path
     inputs: dict[str, Any] = {
         "base64": {"audio": B64},
         "data_uri": {"audio": f"data:audio/wav;base64,{B64}", "language": "en"},
@@ -181,9 +184,8 @@ def test_http_errors_and_size_cap(whisper: ModuleType, http_base: str) -> None:
             assert out[0]["error"].startswith("audio: ")
 
 
-def test_local_files_can_be_disabled(whisper: ModuleType) -> None:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WHISPER_ALLOW_LOCAL_FILES", "0")
-        for inp in ({"audio": CLIP.as_uri()}, {**RUNPOD, "transcribe_args": {"url": str(CLIP)}}):
-            out = run(whisper, inp)
-            assert "WHISPER_ALLOW_LOCAL_FILES=0" in out[0]["error"], out
+def test_local_files_are_off_by_default(whisper: ModuleType) -> None:
+    for inp in ({"audio": CLIP.as_uri()}, {**RUNPOD, "transcribe_args": {"url": str(CLIP)}}):
+        out = run(whisper, inp)
+        assert "local files are disabled" in out[0]["error"], out
+        assert "WHISPER_LOCAL_FILES_DIR" in out[0]["error"], out

@@ -25,7 +25,6 @@ def test_valid_body_with_everything() -> None:
             "webhook": "https://h/cb",
             "s3Config": {"bucketName": "b"},
             "policy": {"executionTimeout": 5000, "ttl": 20_000, "lowPriority": True},
-            "unknownTopLevel": "dropped",
         }
     )
     assert orjson.loads(sub.input) == {"a": 1} and sub.webhook == "https://h/cb"

@@ -347,16 +347,48 @@ def _download(url: str, field: str, stack: ExitStack) -> IO[bytes]:
     return tmp
 
 
-def _local_files_allowed() -> bool:
-    return os.environ.get("WHISPER_ALLOW_LOCAL_FILES", "1") != "0"
+LOCAL_FILES_OFF = (
+    "local files are disabled; set WHISPER_LOCAL_FILES_DIR on the worker to allow the files"
+    " under one directory"
+)
+LOCAL_FILES_OUTSIDE = "local files must lie under WHISPER_LOCAL_FILES_DIR"
+
+
+def _local_files_dir() -> str | None:
+    """WHISPER_LOCAL_FILES_DIR, resolved; None (the default): no local files at all."""
+    raw = os.environ.get("WHISPER_LOCAL_FILES_DIR", "").strip()
+    return os.path.realpath(raw) if raw else None
+
+
+def _permitted(path: str) -> str | None:
+    """``path`` resolved (symlinks too; relative to the allowed directory) if local files are
+    on and it lies under WHISPER_LOCAL_FILES_DIR, else None. Decided on the name alone: nothing
+    outside the directory is looked at."""
+    root = _local_files_dir()
+    if root is None or not path or len(path) >= 4096 or "\x00" in path:
+        return None
+    lexical = os.path.normpath(os.path.join(root, path))
+    if not _under(root, lexical):
+        return None
+    resolved = os.path.realpath(lexical)  # a symlink inside may point outside
+    return resolved if _under(root, resolved) else None
+
+
+def _under(root: str, path: str) -> bool:
+    return os.path.commonpath([root, path]) == root
 
 
 def _local_file(path: str, field: str) -> str:
-    if not _local_files_allowed():
-        raise InputError(f"{field}: local files are disabled (WHISPER_ALLOW_LOCAL_FILES=0)")
-    if not os.path.isfile(path):
-        raise InputError(f"{field}: no such file {path!r}")
-    return path
+    """A permitted, existing local file; the error for any other path never says whether it
+    exists."""
+    if _local_files_dir() is None:
+        raise InputError(f"{field}: {LOCAL_FILES_OFF}")
+    resolved = _permitted(path)
+    if resolved is None:
+        raise InputError(f"{field}: {LOCAL_FILES_OUTSIDE}")
+    if not os.path.isfile(resolved):
+        raise InputError(f"{field}: no such file {path!r} under WHISPER_LOCAL_FILES_DIR")
+    return resolved
 
 
 def _file_url_path(url: str, field: str) -> str:
@@ -367,7 +399,12 @@ def _file_url_path(url: str, field: str) -> str:
 
 
 def _looks_like_path(value: str) -> bool:
-    return len(value) < 4096 and _local_files_allowed() and os.path.isfile(value)
+    resolved = _permitted(value)
+    return resolved is not None and os.path.isfile(resolved)
+
+
+def _is_base64(compact: str) -> bool:
+    return bool(compact) and len(compact) % 4 == 0 and _BASE64.fullmatch(compact) is not None
 
 
 def open_audio(req: Request, stack: ExitStack) -> Audio:
@@ -384,7 +421,10 @@ def open_audio(req: Request, stack: ExitStack) -> Audio:
         return _file_url_path(value, field)
     if req.audio_field != "audio" or _looks_like_path(value):
         return _local_file(value, field)  # transcribe_args.url: a URL or a path, never base64
-    if not _BASE64.fullmatch("".join(value.split())):
+    compact = "".join(value.split())
+    if not _is_base64(compact) and any(c in value for c in "/.\\~"):
+        return _local_file(value, field)  # path-shaped: refused, or missing under the directory
+    if not _BASE64.fullmatch(compact):
         raise InputError(f"{field}: not an http(s)/file URL, data URI, existing file or base64")
     return io.BytesIO(_decode_base64(value, field))
 
