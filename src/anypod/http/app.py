@@ -86,8 +86,12 @@ class App:
             if route.query is not None:
                 query = requests.query(route.query, request.scope["query_string"])
             if route.body is not None:
-                raw = await requests.read_body(request, getattr(self.limits, route.body_limit))
-                body = requests.body(route.body, raw)
+                limit = getattr(self.limits, route.body_limit)
+                # no name kept for the raw bytes: they are freed once decoded, not held (with
+                # the decoded body) for as long as the handler runs
+                body = requests.body(
+                    route.body, await requests.read_body(request, limit), self.limits
+                )
             return await route.handler(Context(request, params, caller, self.service, query, body))
         except errors.AnypodError as exc:
             return replies.render(exc, request.method, request.url.path)

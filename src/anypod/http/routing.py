@@ -29,13 +29,26 @@ class Auth(enum.Enum):
     WORKER = "worker"  #: the endpoint's worker token
 
 
+BODY_LIMITS = ("run", "runsync", "report")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Limits:
-    """Largest request bodies, in bytes, by the name routes give them."""
+    """Largest request bodies, in bytes, by the name routes give them (:data:`BODY_LIMITS`);
+    and the shape of the JSON in any body.
+
+    ``json_values`` bounds what a body costs once decoded: Python spends 30-70 bytes on a value
+    that JSON writes in 2-3 (``{}``, ``1,``), so 10 MB of them took 200+ MB; at most 262,144
+    values and keys is ~25 MB however they are shaped (beyond the size of the strings), and
+    still room for a list of 250k numbers. Larger arrays belong in a string (base64) or a URL.
+    ``json_depth``: orjson decodes 1,024 levels but encodes only 254, and stored JSON is
+    embedded again (a worker's job, its output, a batch, a webhook): 128 leaves that room."""
 
     run: int = 10 * 1024 * 1024
     runsync: int = 20 * 1024 * 1024
     report: int = 64 * 1024 * 1024
+    json_values: int = 262_144
+    json_depth: int = 128
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -49,7 +62,7 @@ class Route:
     responses: Mapping[int, type[BaseModel] | None]  # None: no body (204) or not JSON
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
-    body_limit: str = "run"  # a field of Limits
+    body_limit: str = "run"  # one of BODY_LIMITS, a field of Limits
     operation_id: str | None = None
     in_schema: bool = True
 
@@ -58,7 +71,7 @@ class Route:
         return self.operation_id or self.handler.__name__
 
     def __post_init__(self) -> None:
-        if self.body is not None and self.body_limit not in Limits.__dataclass_fields__:
+        if self.body is not None and self.body_limit not in BODY_LIMITS:
             raise ValueError(f"{self.path}: unknown body limit {self.body_limit!r}")
 
 

@@ -11,7 +11,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StrictBool, StrictInt
+import httpx
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    StrictBool,
+    StrictInt,
+)
+from pydantic_core import PydanticCustomError
 
 from anypod import jobs
 from anypod.protocols.runpod.limits import MAX_DONE_BATCH, MAX_TAKE_BATCH
@@ -29,9 +40,14 @@ def _http_url(value: str | None) -> str | None:
         return None
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise ValueError("must not contain control characters")
-    parts = urlsplit(value)
+    parts = urlsplit(value)  # ValueError for a bad IPv6 host ("http://[::1")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http(s) URL")
+    parts.port  # noqa: B018 -- ValueError for a port out of range or not a number
+    try:
+        httpx.URL(value)  # what delivers it: refuse now what it could never post to
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"not a usable URL: {exc}") from None
     return value
 
 
@@ -62,7 +78,23 @@ class Policy(BaseModel):
     lowPriority: StrictBool = Field(False, description="queued behind normal-priority jobs")
 
 
+def _unknown_field(value: Any) -> Any:
+    accepted = ", ".join(RunRequest.model_fields)
+    raise PydanticCustomError(
+        "unknown_field", "unknown field; accepted: {accepted}", {"accepted": accepted}
+    )
+
+
 class RunRequest(Model):
+    """Unlike the worker bodies, strict: a misspelt or unsupported key (``delay``, ``id``) is a
+    400 naming it, not silently dropped."""
+
+    # extras are validated one by one (so the error names the key) and always refused
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": False})
+    __pydantic_extra__: dict[str, Annotated[Any, AfterValidator(_unknown_field)]] = Field(
+        init=False
+    )
+
     input: dict[str, Any] = Field(..., description="handed to the handler as job['input']")
     webhook: Annotated[str | None, AfterValidator(_http_url)] = Field(
         None, description="an http(s) URL POSTed the status object plus input when the job ends"
@@ -86,7 +118,21 @@ class JobDoneItem(BaseModel):
     result: JobDoneBody
 
 
-class JobDoneBatch(RootModel[Annotated[list[JobDoneItem], Field(max_length=MAX_DONE_BATCH)]]):
+def _few_results(value: Any) -> Any:
+    """Counted before the items are validated (``max_length`` counts after: 200k of them were
+    all made into models before being refused)."""
+    if isinstance(value, list) and len(value) > MAX_DONE_BATCH:
+        raise ValueError(f"at most {MAX_DONE_BATCH} results in one post, not {len(value)}")
+    return value
+
+
+class JobDoneBatch(
+    RootModel[
+        Annotated[
+            list[JobDoneItem], BeforeValidator(_few_results), Field(max_length=MAX_DONE_BATCH)
+        ]
+    ]
+):
     """anypod's ``job-done-batch``: several results in one post."""
 
 
@@ -110,7 +156,16 @@ class TakeBatchQuery(TakeQuery):
     batch_size: int = Field(1, ge=1, description=f"jobs at most (capped at {MAX_TAKE_BATCH})")
 
 
-class ResultQuery(Model):
+class NextQuery(Model):
+    next: int = Field(
+        0,
+        ge=0,
+        description="anypod's extension: also claim up to this many jobs for the worker (capped"
+        f" at {MAX_TAKE_BATCH}), returned in the reply's ``next``, sparing a job-take",
+    )
+
+
+class ResultQuery(NextQuery):
     isStream: str | None = Field(None, description="the SDK's flag (True/False); not used")
     gpu: str | None = None
 
@@ -198,8 +253,25 @@ class Ok(BaseModel):
     ok: bool = True
 
 
-class OkCount(Ok):
+class DoneReply(Ok):
+    next: list[WorkerJob] | None = Field(None, description="jobs claimed for ``?next=``")
+
+
+class Refused(BaseModel):
+    """One item of a ``job-done-batch`` that did not apply, as ``job-done`` would answer it."""
+
+    id: str
+    status: int
+    code: str
+    error: str
+
+
+class DoneBatchReply(Ok):
+    """``ok`` is false when any item was refused; ``count`` items were applied or repeats."""
+
     count: int
+    refused: list[Refused]
+    next: list[WorkerJob] | None = Field(None, description="jobs claimed for ``?next=``")
 
 
 class JobsToStop(BaseModel):
