@@ -72,9 +72,18 @@ class BaseClient:
         )
 
     def _post_result(
-        self, template: str, endpoint: str, worker_id: str, job_id: str, body: bytes, stream: bool
+        self,
+        template: str,
+        endpoint: str,
+        worker_id: str,
+        job_id: str,
+        body: bytes,
+        stream: bool,
+        take: int = 0,
     ) -> Call:
-        params = {"isStream": "true" if stream else "false"}
+        params: dict[str, str | int] = {"isStream": "true" if stream else "false"}
+        if take:
+            params["next"] = take
         path = paths.fill(template, endpoint=endpoint, worker_id=worker_id, job_id=job_id)
         return Call("POST", path, params, body=body)
 
@@ -252,25 +261,38 @@ class AsyncClient(BaseClient):
         return body if isinstance(body, list) else [body]
 
     async def done(
-        self, endpoint: str, worker_id: str, job_id: str, body: bytes, *, is_stream: bool = False
-    ) -> None:
-        call = self._post_result(paths.JOB_DONE, endpoint, worker_id, job_id, body, is_stream)
-        await self.send(call)
+        self,
+        endpoint: str,
+        worker_id: str,
+        job_id: str,
+        body: bytes,
+        *,
+        is_stream: bool = False,
+        take: int = 0,
+    ) -> list[types.JSONDict]:
+        """Post a result; with ``take``, also claim up to that many jobs (anypod's ``?next=``)
+        and return them."""
+        call = self._post_result(
+            paths.JOB_DONE, endpoint, worker_id, job_id, body, is_stream, take
+        )
+        return _next_jobs(await self.send(call))
 
     async def done_many(
-        self, endpoint: str, worker_id: str, results: list[tuple[str, bytes]]
-    ) -> list[types.JSONDict]:
+        self, endpoint: str, worker_id: str, results: list[tuple[str, bytes]], *, take: int = 0
+    ) -> tuple[list[types.JSONDict], list[types.JSONDict]]:
         """Several results in one post (anypod's ``job-done-batch``; RunPod has no such route).
-        Returns the items the server refused (``{"id", "status", "code", "error"}``); every
-        other one was applied."""
+        Returns the items the server refused (``{"id", "status", "code", "error"}``; every
+        other one was applied) and the jobs claimed for ``take``."""
         items = b",".join(
             b'{"id":' + orjson.dumps(job_id) + b',"result":' + body + b"}"
             for job_id, body in results
         )
         path = paths.fill(paths.JOB_DONE_BATCH, endpoint=endpoint, worker_id=worker_id)
-        reply = await self.send(Call("POST", path, body=b"[" + items + b"]"))
+        params: dict[str, str | int] = {"next": take} if take else {}
+        reply = await self.send(Call("POST", path, params, body=b"[" + items + b"]"))
         refused = reply.get("refused") if isinstance(reply, dict) else None
-        return [r for r in refused if isinstance(r, dict)] if isinstance(refused, list) else []
+        refused = [r for r in refused if isinstance(r, dict)] if isinstance(refused, list) else []
+        return refused, _next_jobs(reply)
 
     async def stream_chunk(self, endpoint: str, worker_id: str, job_id: str, body: bytes) -> None:
         call = self._post_result(paths.JOB_STREAM, endpoint, worker_id, job_id, body, False)
@@ -287,3 +309,9 @@ class AsyncClient(BaseClient):
         if not isinstance(body, dict):
             return []
         return [j for j in body.get("jobsToStop", []) if isinstance(j, str)]
+
+
+def _next_jobs(reply: Any) -> list[types.JSONDict]:
+    """The jobs a result's reply carries (``?next=``); none from RunPod or an older server."""
+    found = reply.get("next") if isinstance(reply, dict) else None
+    return [j for j in found if isinstance(j, dict)] if isinstance(found, list) else []

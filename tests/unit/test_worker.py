@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from anypod import types
 from anypod.worker.memory_source import MemoryJobSource
 from anypod.worker.options import WorkerOptions
 from anypod.worker.parent import Worker
@@ -229,10 +230,12 @@ async def handler(job):
 
 
 class SlowReports(MemoryJobSource):
-    async def done(self, job_id: str, body: bytes, *, is_stream: bool) -> None:
+    async def done(
+        self, job_id: str, body: bytes, *, is_stream: bool, take: int = 0
+    ) -> list[types.JSONDict]:
         if job_id == "x":
             await asyncio.sleep(1.5)  # longer than the worker's stop grace
-        await super().done(job_id, body, is_stream=is_stream)
+        return await super().done(job_id, body, is_stream=is_stream, take=take)
 
 
 async def test_stopping_a_job_that_finished_anyway_kills_nothing_else(tmp_path: Path) -> None:
@@ -255,3 +258,13 @@ async def test_stopping_a_job_that_finished_anyway_kills_nothing_else(tmp_path: 
     finally:
         worker.request_stop()
         await asyncio.wait_for(task, 15)
+
+
+async def test_short_jobs_come_with_results_and_one_waits_ready(start: Start) -> None:
+    worker, source = await start(ECHO)
+    await source.put(*(job(f"j{i}") for i in range(30)))
+    for i in range(30):
+        await source.result(f"j{i}")
+    assert worker.pace.short
+    assert len(source.with_results) > 10  # most came with a result: no job-take each
+    assert max(source.takes) <= 2  # never more than one beyond what the child runs

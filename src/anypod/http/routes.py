@@ -215,7 +215,7 @@ ROUTES: list[Route] = [
         paths.JOB_DONE,
         worker_api.job_done,
         "Report a result or progress",
-        {200: rp.Ok},
+        {200: rp.DoneReply},
         400,
         409,
         413,
@@ -230,6 +230,7 @@ ROUTES: list[Route] = [
         {200: rp.DoneBatchReply},
         400,
         413,
+        query=rp.NextQuery,
         body=rp.JobDoneBatch,
     ),
     worker(

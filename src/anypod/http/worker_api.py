@@ -19,7 +19,11 @@ from anypod.protocols.runpod import limits, render, reports, schemas
 def _holder(ctx: Context) -> jobs.Holder:
     """The worker named in the path, on the endpoint its token serves: reports are fenced to
     the jobs it holds."""
-    return jobs.Holder(worker_id=ctx.params["worker_id"], endpoint=ctx.endpoint)
+    return jobs.Holder(worker_id=_worker(ctx), endpoint=ctx.endpoint)
+
+
+def _worker(ctx: Context) -> str:
+    return reports.worker_id(ctx.params["worker_id"])
 
 
 async def job_take(ctx: Context) -> Response:
@@ -35,17 +39,26 @@ async def job_take_batch(ctx: Context) -> Response:
     return json_response([render.worker_job(job) for job in taken]) if taken else no_content()
 
 
-async def _take(ctx: Context, limit: int) -> list[jobs.Job]:
+async def _take(ctx: Context, limit: int, *, hold: bool = True) -> list[jobs.Job]:
     """Claims for a worker still there: none once it hangs up (``http/hangup.py``)."""
     async with hangup.watch(ctx.request.receive) as gone:
-        return await ctx.service.take(ctx.endpoint, ctx.params["worker_id"], limit, gone=gone)
+        return await ctx.service.take(ctx.endpoint, _worker(ctx), limit, gone=gone, hold=hold)
+
+
+async def _next(ctx: Context, reply: types.JSONDict) -> Response:
+    """The reply to a result, with the jobs ``?next=N`` asked for (claimed at once, not held):
+    anypod's worker reports and takes in one round trip. RunPod's workers never ask."""
+    wanted = min(ctx.query_as(schemas.NextQuery).next, limits.MAX_TAKE_BATCH)
+    if wanted:
+        reply["next"] = [render.worker_job(job) for job in await _take(ctx, wanted, hold=False)]
+    return json_response(reply)
 
 
 async def job_done(ctx: Context) -> Response:
     """The result (or, with ``status: IN_PROGRESS``, a progress update) of a job."""
     report = reports.from_job_done(ctx.body_as(schemas.JobDoneBody))
     await ctx.service.report(_holder(ctx), ctx.params["job_id"], report)
-    return json_response({"ok": True})
+    return await _next(ctx, {"ok": True})
 
 
 async def job_done_batch(ctx: Context) -> Response:
@@ -56,8 +69,8 @@ async def job_done_batch(ctx: Context) -> Response:
     holder = _holder(ctx)
     outcomes = await asyncio.gather(*(_one(ctx, holder, job_id, r) for job_id, r in items))
     refused = [o for o in outcomes if o is not None]
-    return json_response(
-        {"ok": not refused, "count": len(items) - len(refused), "refused": refused}
+    return await _next(
+        ctx, {"ok": not refused, "count": len(items) - len(refused), "refused": refused}
     )
 
 
@@ -83,7 +96,7 @@ async def ping(ctx: Context) -> Response:
     """Liveness; ``job_id=a,b`` lists the jobs the worker holds (their leases are renewed)."""
     worker = reports.from_ping(
         ctx.query_as(schemas.PingQuery),
-        worker_id=ctx.params["worker_id"],
+        worker_id=_worker(ctx),
         endpoint=ctx.endpoint,
         now=ctx.service.clock(),
     )
@@ -93,5 +106,5 @@ async def ping(ctx: Context) -> Response:
 
 async def job_stop(ctx: Context) -> Response:
     """Held until a job of this worker must stop (cancel, timeout); 204 when none."""
-    stops = await ctx.service.stop_signals(ctx.endpoint, ctx.params["worker_id"])
+    stops = await ctx.service.stop_signals(ctx.endpoint, _worker(ctx))
     return json_response({"jobsToStop": stops}) if stops else no_content()

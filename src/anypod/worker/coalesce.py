@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from anypod import errors
+from anypod import errors, types
 from anypod.client import AsyncClient
 from anypod.protocols.runpod.limits import MAX_DONE_BATCH, MAX_POST_BYTES
 
 log = logging.getLogger("anypod.worker")
-_Pending = tuple[str, bytes, bool, "asyncio.Future[None]"]
+Jobs = list[types.JSONDict]
+_Pending = tuple[str, bytes, bool, int, "asyncio.Future[Jobs]"]
+"""job id, result body, is_stream, jobs to take with it, what the post's reply carried."""
 
 
 class DoneCoalescer:
@@ -28,13 +30,15 @@ class DoneCoalescer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def done(
-        self, client: AsyncClient, job_id: str, body: bytes, is_stream: bool
-    ) -> asyncio.Future[None]:
-        """Queue a result; the future settles when the post carrying it does."""
+        self, client: AsyncClient, job_id: str, body: bytes, is_stream: bool, take: int = 0
+    ) -> asyncio.Future[Jobs]:
+        """Queue a result, asking for up to ``take`` jobs with it; the future settles when the
+        post carrying it does, with the jobs its reply carried (a batch's all go to its first
+        result)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[Jobs] = loop.create_future()
         queue = self._pending.setdefault(client, [])
-        queue.append((job_id, body, is_stream, future))
+        queue.append((job_id, body, is_stream, take, future))
         if len(queue) == 1:
             loop.call_soon(self._start_flush, client)
         return future
@@ -47,7 +51,7 @@ class DoneCoalescer:
 
     async def _flush(self, client: AsyncClient, batch: list[_Pending]) -> None:
         try:
-            await self._send(client, batch)
+            jobs = await self._send(client, batch)
         except Exception as exc:
             for *_, future in batch:
                 if not future.done():
@@ -55,40 +59,52 @@ class DoneCoalescer:
             return
         for *_, future in batch:
             if not future.done():
-                future.set_result(None)
+                future.set_result(jobs)
+                jobs = []
 
-    async def _send(self, client: AsyncClient, batch: list[_Pending]) -> None:
+    async def _send(self, client: AsyncClient, batch: list[_Pending]) -> Jobs:
+        """Post the batch; the jobs its reply carried (one-by-one posts settle their own)."""
         if len(batch) == 1 or not self.enabled:
             await self._send_each(client, batch)
-            return
+            return []
+        take = sum(item[3] for item in batch)
         try:
-            refused = await client.done_many(
-                self.endpoint, self.worker_id, [(job_id, body) for job_id, body, _, _ in batch]
+            refused, jobs = await client.done_many(
+                self.endpoint,
+                self.worker_id,
+                [(job_id, body) for job_id, body, *_ in batch],
+                take=take,
             )
         except errors.PayloadTooLarge:
             await self._send_each(client, batch)
+            return []
         except errors.NotFound as exc:
             if type(exc) is not errors.NotFound:  # an unknown endpoint or job, not route
                 raise
             log.info("server has no job-done-batch route; posting results one by one")
             self.enabled = False
             await self._send_each(client, batch)
-            return
+            return []
         for item in refused:  # final answers (not held, not found): nothing to retry
             log.error("job %s: server refused result: %s", item.get("id"), item.get("error"))
+        return jobs
 
     async def _send_each(self, client: AsyncClient, batch: list[_Pending]) -> None:
         """Plain ``job-done`` posts; each settles its own result's future."""
 
-        async def one(job_id: str, body: bytes, stream: bool, future: asyncio.Future[None]) -> None:
+        async def one(
+            job_id: str, body: bytes, stream: bool, take: int, future: asyncio.Future[Jobs]
+        ) -> None:
             try:
-                await client.done(self.endpoint, self.worker_id, job_id, body, is_stream=stream)
+                jobs = await client.done(
+                    self.endpoint, self.worker_id, job_id, body, is_stream=stream, take=take
+                )
             except Exception as exc:
                 if not future.done():
                     future.set_exception(exc)
             else:
                 if not future.done():
-                    future.set_result(None)
+                    future.set_result(jobs)
 
         await asyncio.gather(*(one(*item) for item in batch))
 

@@ -22,6 +22,7 @@ class MemoryJobSource:
         self.reports: list[tuple[str, str, Any]] = []
         self.pings: list[tuple[str, ...]] = []
         self.takes: list[int] = []  # the limit of each take that returned jobs
+        self.with_results: list[str] = []  # jobs handed over with a result's answer
         self._stops: list[str] = []
         self._changed = asyncio.Condition()
 
@@ -73,8 +74,13 @@ class MemoryJobSource:
     async def chunk(self, job_id: str, body: bytes) -> None:
         await self._report("chunk", job_id, body)
 
-    async def done(self, job_id: str, body: bytes, *, is_stream: bool) -> None:
+    async def done(
+        self, job_id: str, body: bytes, *, is_stream: bool, take: int = 0
+    ) -> list[types.JSONDict]:
         await self._report("done", job_id, body)
+        taken, self.queue = self.queue[:take], self.queue[take:]
+        self.with_results.extend(job["id"] for job in taken)
+        return taken
 
     async def ping(self, job_ids: Sequence[str], *, gpu: str | None) -> None:
         self.pings.append(tuple(job_ids))

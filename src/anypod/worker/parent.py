@@ -29,6 +29,26 @@ log = logging.getLogger("anypod.worker")
 Post = Callable[[], Awaitable[None]]
 FATAL = (errors.Unauthorized, errors.EndpointNotFound)
 """A job-take answered with these will be answered the same way forever."""
+SHORT_JOB = 0.05  # seconds: jobs this quick are worth one job of prefetch
+INBOUND_PATIENCE = 1.0  # seconds the take loop waits for jobs a result's answer may carry
+
+
+class Pace:
+    """How long the handler's jobs take, lately (an exponential average of run times).
+
+    A worker holds one job more than it runs only while jobs are short: then the next job is
+    ready the moment one ends, and the ~1 ms round trip to the server leaves the critical
+    path. Long jobs are never held back from other workers (prefetch would hoard them)."""
+
+    def __init__(self) -> None:
+        self.average: float | None = None  # unknown until a job has run: assume long
+
+    def ran(self, seconds: float) -> None:
+        self.average = seconds if self.average is None else 0.8 * self.average + 0.2 * seconds
+
+    @property
+    def short(self) -> bool:
+        return self.average is not None and self.average < SHORT_JOB
 
 
 class Worker:
@@ -50,6 +70,10 @@ class Worker:
         self._refresh = False
         self._background: set[asyncio.Task[None]] = set()
         self.fatal: errors.AnypodError | None = None  # why the worker gave up, if it did
+        self.pace = Pace()
+        self._sent_at: dict[str, float] = {}  # job id → when the child got it
+        self._inbound = 0  # jobs asked for with results in flight (``?next=``)
+        self._inbound_at = 0.0
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -158,12 +182,16 @@ class Worker:
 
     async def _take_loop(self) -> None:
         backoff = 0.5
+        loop = asyncio.get_running_loop()
         while True:
             await self._ready.wait()
-            free = self.capacity - self.records.slots_used
-            if free <= 0 or self._refresh:
+            free = self._target() - self.records.slots_used
+            inbound = self._inbound if loop.time() - self._inbound_at < INBOUND_PATIENCE else 0
+            if free - inbound <= 0 or self._refresh:
                 self._slot.clear()
-                await self._slot.wait()
+                with contextlib.suppress(TimeoutError):  # inbound jobs may not come
+                    async with asyncio.timeout(INBOUND_PATIENCE if free > 0 else None):
+                        await self._slot.wait()
                 continue
             try:
                 taken = await self.source.take(free, busy=bool(self.records))
@@ -181,16 +209,28 @@ class Worker:
                 self.records.add(job)
             self._hand_over()
 
+    def _target(self) -> int:
+        """How many jobs to hold: what the child runs at once, and one more while jobs are
+        short (:class:`Pace`). A batch handler's buckets already hold the next batch."""
+        if self.buckets is not None or not self.pace.short:
+            return self.capacity
+        return self.capacity + 1
+
     def _hand_over(self) -> None:
-        """Give taken jobs to the child, or to the batch buckets."""
+        """Give taken jobs to the child (as many as it runs at once), or to the buckets."""
         now = asyncio.get_running_loop().time()
+        running = sum(1 for _ in self.records.in_state(JobState.RUNNING))
         for record in self.records.in_state(JobState.TAKEN):
             if self.buckets is not None:
                 self.records.move(record.id, JobState.BUFFERED)
                 self.buckets.add(record.job, now)
                 self._batch_wake.set()
+            elif running >= self.capacity:
+                return  # a prefetched job waits here, not in the child (it can still be stopped)
             elif self._send(events.RunJob(record.job)):
                 self.records.move(record.id, JobState.RUNNING)
+                self._sent_at[record.id] = now
+                running += 1
             else:
                 return
 
@@ -250,8 +290,11 @@ class Worker:
 
     def _finished(self, job_id: str, body: bytes | None, is_stream: bool, refresh: bool) -> None:
         record = self.records.get(job_id)
+        sent_at = self._sent_at.pop(job_id, None)
         if record is None or record.state is not JobState.RUNNING:
             return  # stopped meanwhile: what the handler says of it is dropped
+        if sent_at is not None:
+            self.pace.ran(asyncio.get_running_loop().time() - sent_at)
         if body is None:  # cancelled inside the child: nothing to post
             self.records.forget(job_id)
         else:
@@ -261,18 +304,36 @@ class Worker:
         if self._refresh and not self.records.slots_used:
             self._refresh = False
             self._background.add(asyncio.create_task(self._restart_child("worker refresh")))
+        self._hand_over()  # a prefetched job starts now
         self._slot.set()
         self._batch_wake.set()  # a batch may have ended: release the next one
 
     def _report_result(self, record: JobRecord, body: bytes, *, is_stream: bool) -> None:
-        """Post the result; the record is forgotten once the post is done."""
+        """Post the result, asking for the jobs the worker has room for (they come with the
+        answer: no job-take round trip); the record is forgotten once the post is done."""
+        take = self._room()
+        self._inbound += take
+        self._inbound_at = asyncio.get_running_loop().time()
 
         async def post() -> None:
-            await self.source.done(record.id, body, is_stream=is_stream)
+            try:
+                taken = await self.source.done(record.id, body, is_stream=is_stream, take=take)
+            finally:
+                self._inbound -= take
             if self.records.get(record.id) is record:
                 self.records.forget(record.id)
+            for job in taken:
+                self.records.add(job)
+            self._hand_over()
+            self._slot.set()
 
         self._post(record.id, post)
+
+    def _room(self) -> int:
+        """Jobs to ask for with a result: room left once in-flight asks are answered."""
+        if self._stopping.is_set() or self._refresh or self.child is None:
+            return 0
+        return max(0, self._target() - self.records.slots_used - self._inbound)
 
     def _post(self, job_id: str, send: Post) -> None:
         """Send in the background, after the job's earlier posts."""

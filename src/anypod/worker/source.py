@@ -31,8 +31,11 @@ class JobSource(Protocol):
     async def chunk(self, job_id: str, body: bytes) -> None:
         """Deliver one streamed chunk."""
 
-    async def done(self, job_id: str, body: bytes, *, is_stream: bool) -> None:
-        """Deliver a job's result; returns once delivered, or given up (and logged)."""
+    async def done(
+        self, job_id: str, body: bytes, *, is_stream: bool, take: int = 0
+    ) -> list[types.JSONDict]:
+        """Deliver a job's result; returns once delivered, or given up (and logged). With
+        ``take``, the server may hand over up to that many jobs with its answer: returned."""
 
     async def ping(self, job_ids: Sequence[str], *, gpu: str | None) -> None:
         """Say the worker is alive and which jobs it holds."""
@@ -101,8 +104,18 @@ class HttpJobSource:
         ep, wid = self.endpoint, self.worker_id
         await self._deliver(job_id, lambda c: c.stream_chunk(ep, wid, job_id, body))
 
-    async def done(self, job_id: str, body: bytes, *, is_stream: bool) -> None:
-        await self._deliver(job_id, lambda c: self._results.done(c, job_id, body, is_stream))
+    async def done(
+        self, job_id: str, body: bytes, *, is_stream: bool, take: int = 0
+    ) -> list[types.JSONDict]:
+        got: list[types.JSONDict] = []
+
+        async def send(client: AsyncClient) -> None:
+            nonlocal take
+            asked, take = take, 0  # a retry asks for none: the take loop has moved on
+            got.extend(await self._results.done(client, job_id, body, is_stream, asked))
+
+        await self._deliver(job_id, send)
+        return got
 
     async def _deliver(self, job_id: str, send: Send) -> None:
         """Send, retrying failures that may pass (unreachable, 5xx, 429) for ``retry_for``."""
