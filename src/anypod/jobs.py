@@ -157,6 +157,7 @@ class Job:
     stop_pod: bool = False
     webhook_state: WebhookState | None = None
     webhook_attempts: int = 0
+    retries: int = 0  # times a client re-queued it with /retry
 
     @property
     def priority(self) -> int:
@@ -252,8 +253,9 @@ class Holder:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class End:
-    """``IN_QUEUE | IN_PROGRESS -> terminal``. ``output`` None keeps the last progress update.
-    With a ``holder`` (a worker's result) only the job that worker holds moves."""
+    """``IN_QUEUE | IN_PROGRESS -> terminal``. With a ``holder`` (a worker's result) only the
+    job that worker holds moves, and ``output`` None keeps its last progress update; the
+    server's ends (no holder) leave no output."""
 
     SOURCES = ACTIVE
     status: JobStatus
@@ -417,7 +419,7 @@ def _ended(job: Job, end: End) -> Job:
     return dataclasses.replace(
         job,
         status=end.status,
-        output=end.output if end.output is not None else job.output,
+        output=end.output if end.output is not None or end.holder is None else job.output,
         error=end.error,
         finished_at=end.finished_at,
         stop_pod=end.stop_pod,
@@ -440,6 +442,7 @@ def _retried(job: Job, retry: Retry) -> Job:
         stop_pod=False,
         webhook_state=None,
         webhook_attempts=0,
+        retries=job.retries + 1,
         expires_at=retry.at + job.policy.ttl_ms / 1000,
     )
 

@@ -89,7 +89,7 @@ class Notifier:
     def notify(self, topic: str, payload: object = None) -> None:
         """Wake listeners on ``topic``. An object ``payload`` (e.g. the finished job) reaches
         only this process's listeners, sparing them a read; a ``str`` payload also travels to
-        other replicas (job ids to stop, say)."""
+        other replicas (job ids to stop, say: comma-separated items, of any total length)."""
         self.dispatch(topic, payload)
 
     def dispatch(self, topic: str, payload: object = None) -> None:

@@ -26,6 +26,7 @@ from anypod.store import Counts, Store, WorkerInfo
 
 log = logging.getLogger(__name__)
 S = jobs.JobStatus
+MAX_WORKERS_NOTED = 10_000  # workers whose last job-take /health remembers, per replica
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -97,6 +98,8 @@ class JobService:
         self._stops: dict[tuple[str, str], set[str]] = {}  # (endpoint, worker) → job ids
         self._tokens: dict[str, str] = {}
         self._counts: dict[str, tuple[float, Counts]] = {}
+        self._taking: dict[tuple[str, str], float] = {}  # (endpoint, worker) → last job-take
+        self._hung_up: dict[tuple[str, str], float] = {}  # → when its job-take hung up
 
     def endpoint(self, name: str) -> Endpoint:
         try:
@@ -223,16 +226,24 @@ class JobService:
         return counts
 
     async def health(self, endpoint: str) -> EndpointHealth:
+        """Workers now, not as of their last ping: running ones hold a job in the store; idle
+        ones pinged or asked for work lately, and have not hung up since (on this replica)."""
         self.endpoint(endpoint)
         counts = await self.counts(endpoint)
-        seen = await self.store.workers(endpoint, self._seen_since())
-        running = sum(1 for w in seen if w.job_ids)
-        unhealthy = sum(1 for w in seen if w.unhealthy)
+        since = self._seen_since()
+        seen = await self.store.workers(endpoint, since)
+        running = await self.store.holders(endpoint)
+        active = {w.id: w.last_seen for w in seen}
+        for (ep, worker), at in self._taking.items():
+            if ep == endpoint and at >= since:
+                active[worker] = max(active.get(worker, at), at)
+        live = {w for w, at in active.items() if self._hung_up.get((endpoint, w), 0.0) < at}
+        unhealthy = {w.id for w in seen if w.unhealthy} & live - running
         return EndpointHealth(
             counts=counts,
-            idle_workers=len(seen) - running - unhealthy,
-            running_workers=running,
-            unhealthy_workers=unhealthy,
+            idle_workers=len(live - running - unhealthy),
+            running_workers=len(running),
+            unhealthy_workers=len(unhealthy),
         )
 
     async def server_health(self) -> ServerHealth:
@@ -276,17 +287,26 @@ class JobService:
         return token
 
     async def take(
-        self, endpoint: str, worker_id: str, limit: int, *, gone: asyncio.Event | None = None
+        self,
+        endpoint: str,
+        worker_id: str,
+        limit: int,
+        *,
+        gone: asyncio.Event | None = None,
+        hold: bool = True,
     ) -> list[jobs.Job]:
-        """Claim up to ``limit`` jobs, holding the request up to ``timing.take_hold`` for one.
+        """Claim up to ``limit`` jobs, holding the request up to ``timing.take_hold`` for one
+        (with ``hold``; else answering at once).
 
         ``gone`` is set when the worker hangs up: a worker that is gone claims nothing, and a
         claim made just as it went is released at once (it never got the jobs)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timing.take_hold
+        deadline = loop.time() + (self.timing.take_hold if hold else 0.0)
+        self._note(self._taking, endpoint, worker_id)
         while True:
             with self.notifier.listen(notifier.queue_topic(endpoint)) as listener:
                 if gone is not None and gone.is_set():
+                    self._note(self._hung_up, endpoint, worker_id)
                     return []
                 claim = jobs.claim(worker_id, self.clock(), self.timing.lease)
                 taken = await self.store.claim(endpoint, limit, claim)
@@ -297,6 +317,16 @@ class JobService:
                     return taken
                 await _first(listener.wait(remaining), gone)
 
+    def _note(self, seen: dict[tuple[str, str], float], endpoint: str, worker_id: str) -> None:
+        """Remember when a worker did something; forget the long quiet ones (bounded)."""
+        if len(seen) >= MAX_WORKERS_NOTED:
+            since = self._seen_since()
+            for key in [k for k, at in seen.items() if at < since]:
+                del seen[key]
+            if len(seen) >= MAX_WORKERS_NOTED:
+                seen.clear()
+        seen[(endpoint, worker_id)] = self.clock()
+
     async def _unless_gone(
         self, endpoint: str, worker_id: str, taken: list[jobs.Job], gone: asyncio.Event
     ) -> list[jobs.Job]:
@@ -304,6 +334,7 @@ class JobService:
             await asyncio.sleep(0)
         if not gone.is_set():
             return taken
+        self._note(self._hung_up, endpoint, worker_id)
         holder = jobs.Holder(worker_id=worker_id, endpoint=endpoint)
         released = await self.store.release([j.id for j in taken], jobs.release(holder))
         log.info("worker %r hung up before its jobs were sent; released %s", worker_id, released)

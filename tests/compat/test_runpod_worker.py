@@ -311,8 +311,8 @@ def test_cancel_in_progress_reaches_worker_and_health_counts_it(
     served, worker = start_worker(inline(tmp_path, "plain", PLAIN))
     job_id = run(served, {"sleep": 30})
     wait_status(served.url, EP, job_id, {"IN_PROGRESS"}, timeout=10)
-    # The worker's pings list the job it holds: /health counts it as running.
-    h = wait_health(served, lambda h: h["workers"]["running"] == 1)
+    # The worker holds the job: /health counts it as running (job counts are cached 1 s).
+    h = wait_health(served, lambda h: h["workers"]["running"] == h["jobs"]["inProgress"] == 1)
     assert h["workers"]["running"] == 1 and h["workers"]["idle"] == 0, h
     assert h["jobs"]["inProgress"] == 1 and h["jobs"]["inQueue"] == 0, h
 
@@ -328,7 +328,7 @@ def test_cancel_in_progress_reaches_worker_and_health_counts_it(
     assert nxt["status"] == "COMPLETED" and nxt["output"]["echo"] == {"after": 1}, nxt
     assert wait_status(served.url, EP, job_id, {"CANCELLED"}, timeout=1)["status"] == "CANCELLED"
     assert worker.alive()
-    h = wait_health(served, lambda h: h["workers"]["idle"] == 1)
+    h = wait_health(served, lambda h: h["workers"]["idle"] == h["jobs"]["completed"] == 1)
     assert h["workers"]["idle"] == 1 and h["workers"]["running"] == 0, h
     assert h["jobs"]["completed"] == 1 and h["jobs"]["inProgress"] == 0, h
 

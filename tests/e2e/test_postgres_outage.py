@@ -1,7 +1,9 @@
-"""PostgreSQL goes away mid-load: 503 JSON (no hang), reconnect by itself, nothing lost."""
+"""PostgreSQL goes away mid-load: 503 JSON (no hang), reconnect by itself, nothing lost. Also
+when it goes silent (a partition: packets dropped, nothing reset): 503 within seconds."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +22,8 @@ PROXY = Path(__file__).resolve().parents[1] / "tcp_proxy.py"
 
 
 class Cut:
-    """A TCP proxy in front of PostgreSQL; ``down()`` kills it, ``up()`` brings it back."""
+    """A TCP proxy in front of PostgreSQL; ``down()`` kills it, ``up()`` brings it back;
+    ``freeze()`` stops it (SIGSTOP: connections stay open, bytes stop), ``thaw()`` resumes."""
 
     def __init__(self, database_url: str) -> None:
         self.target = urlsplit(database_url)
@@ -41,6 +44,14 @@ class Cut:
             text=True,
         )
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    def freeze(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def down(self) -> None:
         if self.proc is not None:
@@ -83,4 +94,27 @@ def test_database_outage_mid_load(serve: Any, cut: Cut) -> None:
             c.post("/v2/sleeps/run", json={"input": {"seconds": 0}}).json()["id"] for _ in range(5)
         ]
     final = wait_all(s.url, "sleeps", before + after, timeout=60)
+    assert set(final.values()) == {"COMPLETED"}, final
+
+
+def test_silent_partition_answers_503_within_seconds(serve: Any, cut: Cut) -> None:
+    s = serve("sleeps", extra=["--database", cut.url])
+    with httpx.Client(base_url=s.url, timeout=30) as c:
+        before = c.post("/v2/sleeps/run", json={"input": {"seconds": 0}}).json()["id"]
+        cut.freeze()
+        started = time.monotonic()
+        health = c.get("/health")
+        assert health.status_code == 503, health.text
+        assert time.monotonic() - started < 3
+        started = time.monotonic()
+        refused = c.post("/v2/sleeps/run", json={"input": {}})
+        assert refused.status_code == 503, refused.text
+        assert time.monotonic() - started < 6
+        cut.thaw()
+        deadline = time.monotonic() + 20
+        while c.get("/health").status_code != 200:
+            assert time.monotonic() < deadline, s.logs()
+            time.sleep(0.2)
+        after = c.post("/v2/sleeps/run", json={"input": {"seconds": 0}}).json()["id"]
+    final = wait_all(s.url, "sleeps", [before, after], timeout=60)
     assert set(final.values()) == {"COMPLETED"}, final

@@ -341,3 +341,18 @@ async def test_release_undoes_only_the_holders_claim(store: Store) -> None:
     assert back.worker_id is None and back.started_at is None
     still = await store.get("b")
     assert still is not None and still.status is S.IN_PROGRESS and still.worker_id == "w2"
+
+
+async def test_server_ends_leave_no_progress_as_output_and_retry_counts(store: Store) -> None:
+    await store.submit(new_job("a"))
+    await store.claim("ep", 1, take("w", T0, T0 + 30))
+    await store.record_progress("a", W, b'{"pct": 50}')
+    cancelled = await store.end("a", jobs.cancel(T0 + 1))
+    assert cancelled is not None and cancelled.output is None  # not a result
+    await store.submit(new_job("b"))
+    await store.claim("ep", 1, take("w", T0, T0 + 30))
+    await store.end("b", done(error="x", at=T0 + 1))
+    assert (await store.counts("ep")).retried == 0
+    retried = await store.retry("b", jobs.retry(T0 + 2))
+    assert retried is not None and retried.retries == 1 and retried.attempts == 0
+    assert (await store.counts("ep")).retried == 1

@@ -22,7 +22,12 @@ from tests.postgres import MakeDatabase
 asyncpg = pytest.importorskip("asyncpg")
 
 from anypod.store.postgres import PostgresStore, redact  # noqa: E402
-from anypod.store.postgres_notifier import PostgresNotifier  # noqa: E402
+from anypod.store.postgres_notifier import (  # noqa: E402
+    CONTINUED,
+    MAX_MESSAGE_BYTES,
+    PostgresNotifier,
+    messages,
+)
 
 T0 = 1_800_000_000.0
 
@@ -41,7 +46,9 @@ def new_job(job_id: str) -> jobs.NewJob:
 
 class Proxy:
     """A TCP forwarder to PostgreSQL that a test can stop (dropping every connection) and
-    start again on the same port: a database outage without touching the real server."""
+    start again on the same port: a database outage without touching the real server. Or
+    ``freeze`` it: a silent partition, where bytes stop flowing and nothing is closed or reset
+    (new connections are accepted, then hear nothing), until ``thaw``."""
 
     def __init__(self, target: str) -> None:
         parts = urlsplit(target)
@@ -51,6 +58,14 @@ class Proxy:
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     @property
     def url(self) -> str:
@@ -69,6 +84,8 @@ class Proxy:
             self._server = None
         for writer in self._writers:
             writer.transport.abort()
+        for task in self._pipes:
+            task.cancel()  # a frozen pipe would wait for the thaw
         await asyncio.gather(*self._pipes, return_exceptions=True)
         self._writers.clear()
 
@@ -81,14 +98,17 @@ class Proxy:
             return
         self._writers.add(up_writer)
         for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(_pipe(src, dst))
+            task = asyncio.create_task(_pipe(src, dst, self._flowing))
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
+) -> None:
     try:
         while data := await reader.read(65536):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()
     except OSError:
@@ -182,6 +202,83 @@ async def test_notifier_reconnects_after_an_outage_and_wakes_waiters(
         await remote.stop()
 
 
+async def test_a_stop_payload_over_the_notify_limit_crosses_whole_and_poisons_nothing(
+    pg_url: str,
+) -> None:
+    a, b = PostgresNotifier(pg_url), PostgresNotifier(pg_url)
+    await a.start()
+    await b.start()
+    try:
+        ids = [f"{i:04d}-{'x' * 35}" for i in range(400)]  # 400 ids of 40 chars: 16 kB
+        with b.listen("stop:ep:w1") as stops:
+            a.notify("stop:ep:w1", ",".join(ids))
+            assert await stops.wait(2.0)
+            await asyncio.sleep(0.2)  # every part is in: one wake, one payload, in order
+        assert stops.payloads == [",".join(ids)]
+        with b.listen("queue:ep") as queue:  # and the notifier still serves other topics
+            a.notify("queue:ep")
+            assert await queue.wait(1.0)
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_notification_postgres_refuses_is_dropped_alone(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = PostgresNotifier(pg_url), PostgresNotifier(pg_url)
+    await a.start()
+    await b.start()
+    try:
+        with b.listen("stop:ep:w1") as bad, b.listen("job:1") as good:
+            a.notify("stop:ep:w1", "a NUL \x00 is no text to PostgreSQL")
+            a.notify("job:1")  # in the same statement as the refused one
+            assert await good.wait(2.0)
+            assert not await bad.wait(0.3)
+        with b.listen("job:2") as later:
+            a.notify("job:2")
+            assert await later.wait(1.0)
+        assert connected(a)  # kept its connection: no reconnect, no backoff
+    finally:
+        await a.stop()
+        await b.stop()
+    dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 1 and dropped[0].exc_info is None, caplog.text
+
+
+async def test_a_notification_of_exactly_the_limit_is_sent_whole(pg_url: str) -> None:
+    a, b = PostgresNotifier(pg_url), PostgresNotifier(pg_url)
+    await a.start()
+    await b.start()
+    topic = "stop:ep:w1"
+    room = MAX_MESSAGE_BYTES - len(topic) - 1
+    payload = "é" * (room // 2) + "x" * (room % 2)  # 2-byte characters: bytes, not characters
+    assert len(f"{topic}\n{payload}".encode()) == MAX_MESSAGE_BYTES
+    try:
+        with b.listen(topic) as listener:
+            a.notify(topic, payload)
+            a.notify(topic, "y" * MAX_MESSAGE_BYTES)  # one item too long: a bare wake-up
+            assert await listener.wait(2.0)
+            await asyncio.sleep(0.2)
+        assert listener.payloads == [payload]
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+@pytest.mark.parametrize("item", ["j", "job-id-of-forty-characters-0123456789ab", "é" * 30])
+def test_long_payloads_split_between_items_and_join_back(item: str) -> None:
+    payload = ",".join(f"{item}{i}" for i in range(2000))
+    sent = messages("stop:ep:w", payload)
+    assert len(sent) > 1 and all(len(m.encode()) <= MAX_MESSAGE_BYTES for m in sent)
+    parts = [m.partition("\n")[2] for m in sent]
+    assert all(p.startswith(CONTINUED) for p in parts[:-1])
+    assert not parts[-1].startswith(CONTINUED)
+    assert ",".join(p.removeprefix(CONTINUED) for p in parts) == payload
+    assert messages("stop:ep:w", "a,b") == ["stop:ep:w\na,b"]
+    assert messages("x" * (MAX_MESSAGE_BYTES + 1), None) == []
+
+
 # --- claims ------------------------------------------------------------------------------------
 
 
@@ -240,6 +337,44 @@ async def test_api_answers_503_json_while_the_database_is_down(proxy: Proxy) -> 
         await store.close()
 
 
+async def test_a_silent_partition_fails_calls_within_seconds_then_recovers(
+    proxy: Proxy,
+) -> None:
+    store = PostgresStore(proxy.url)
+    service = JobService(store, {"ep": Endpoint(name="ep")})
+    async with store:
+        await store.submit(new_job("before"))
+        proxy.freeze()  # packets dropped, nothing reset
+
+        began = time.monotonic()
+        assert not (await service.server_health()).store
+        assert time.monotonic() - began < 3.0
+
+        began = time.monotonic()
+        calls = [store.get("before") for _ in range(15)] + [store.submit(new_job("lost"))]
+        failed = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(f, errors.StoreUnavailable) for f in failed), failed
+        assert time.monotonic() - began < 6.0
+
+        proxy.thaw()
+        deadline = time.monotonic() + 10
+        while not (await service.server_health()).store:
+            assert time.monotonic() < deadline, "no recovery after the partition healed"
+        # no connection went back to the pool mid-conversation: every call works again
+        got = await asyncio.gather(*(store.get("before") for _ in range(50)))
+        assert all(j is not None and j.id == "before" for j in got)
+        await store.submit(new_job("after"))
+
+
+async def test_sessions_roll_back_when_idle_in_a_transaction(pg_url: str) -> None:
+    """A client cut off mid-transaction cannot say goodbye: its locks go after 10 s."""
+    async with PostgresStore(pg_url) as store:
+        setting = await store._connection_run(
+            lambda c: c.fetchval("SHOW idle_in_transaction_session_timeout"), timeout=2
+        )
+    assert setting == "10s"
+
+
 async def test_open_while_the_database_is_down_is_store_unavailable(proxy: Proxy) -> None:
     await proxy.stop()
     with pytest.raises(errors.StoreUnavailable):
@@ -285,7 +420,7 @@ async def test_replicas_migrating_at_once_apply_each_version_once(
         conn = await asyncpg.connect(url)
         versions = [r[0] for r in await conn.fetch("SELECT version FROM anypod_schema")]
         await conn.close()
-        assert versions == [1, 2]
+        assert versions == [1, 2, 3]
     finally:
         await asyncio.gather(*(r.close() for r in replicas))
 

@@ -255,3 +255,20 @@ async def test_a_claim_made_as_the_worker_hangs_up_is_released(svc: JobService) 
     svc.store.claim = claim  # type: ignore[method-assign]
     (again,) = await svc.take("ep", "w2", 1)
     assert again.id == job.id and again.attempts == 1
+
+
+async def test_health_counts_workers_as_they_are_now(svc: JobService, clock: Clock) -> None:
+    await svc.take("ep", "w1", 1)  # asked for work, no ping yet: idle
+    health = await svc.health("ep")
+    assert (health.idle_workers, health.running_workers) == (1, 0)
+    await svc.submit("ep", sub())
+    await svc.take("ep", "w1", 1)  # holds a job: running at once, before any ping
+    health = await svc.health("ep")
+    assert (health.idle_workers, health.running_workers) == (0, 1)
+    await svc.ping(WorkerInfo(id="w2", endpoint="ep", last_seen=clock.now))
+    gone = asyncio.Event()
+    gone.set()
+    clock.now += 0.5
+    await svc.take("ep", "w2", 1, gone=gone)  # killed while its job-take was held
+    health = await svc.health("ep")
+    assert (health.idle_workers, health.running_workers) == (0, 1)

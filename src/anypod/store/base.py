@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Iterable, Sequence
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Self
 
-from anypod import jobs, types
+from anypod import errors, jobs, types
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -68,6 +72,48 @@ class JobQuery:
     owner: str | None = None
     limit: int = 100
     before_seq: int | None = None
+
+
+def worker_id_in_use(worker_id: str) -> errors.Conflict:
+    return errors.Conflict(
+        f"worker id {worker_id!r} is in use by a live worker of another endpoint"
+    )
+
+
+class Outage:
+    """What a store knows of its database being unavailable: the latest failure, kept until a
+    success clears it, and logged as ONE line at most every ``every`` seconds (with a count of
+    the failures in between), never a traceback per request. Safe to call from any thread."""
+
+    def __init__(
+        self, database: str, *, every: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.database = database
+        self.reason: str | None = None
+        self._every = every
+        self._clock = clock
+        self._logged_at: float | None = None
+        self._unlogged = 0
+
+    def failed(self, exc: BaseException) -> str:
+        """Record a failure, log it if no line went out lately; returns the reason."""
+        self.reason = reason = f"{self.database} is unavailable: {type(exc).__name__}: {exc}"
+        now = self._clock()
+        if self._logged_at is not None and now - self._logged_at < self._every:
+            self._unlogged += 1
+            return reason
+        more = (
+            f" (and {self._unlogged} more failures since the last report)" if self._unlogged else ""
+        )
+        log.warning("%s%s", reason, more)
+        self._logged_at, self._unlogged = now, 0
+        return reason
+
+    def recovered(self) -> None:
+        """A success: forget the failure (one line when there was one)."""
+        if self.reason is not None:
+            self.reason = None
+            log.info("%s is available again", self.database)
 
 
 class Store(abc.ABC):
@@ -137,24 +183,37 @@ class Store(abc.ABC):
         passed: highest priority first, then oldest. Each claim counts as an attempt."""
 
     @abc.abstractmethod
-    async def record_progress(self, job_id: str, output: types.RawJSON) -> bool:
-        """Store a progress update on an IN_PROGRESS job; False if the job is not running."""
+    async def release(self, job_ids: Sequence[str], release: jobs.Release) -> list[str]:
+        """Apply ``release`` to those of the jobs its holder holds; return their ids."""
 
     @abc.abstractmethod
-    async def append_stream(self, job_id: str, output: types.RawJSON) -> bool:
-        """Append one ``/stream`` chunk to an active job; False if it is not active."""
+    async def record_progress(
+        self, job_id: str, holder: jobs.Holder, output: types.RawJSON
+    ) -> bool:
+        """Store a progress update on a job ``holder`` holds; False (nothing changed) if not."""
+
+    @abc.abstractmethod
+    async def append_stream(self, job_id: str, holder: jobs.Holder, output: types.RawJSON) -> bool:
+        """Append one ``/stream`` chunk to a job ``holder`` holds; False if it does not."""
 
     @abc.abstractmethod
     async def drain_stream(self, job_id: str) -> list[types.RawJSON]:
         """Return and remove the chunks not yet returned, oldest first."""
 
     @abc.abstractmethod
-    async def renew_leases(self, worker: WorkerInfo, lease_until: float) -> list[str]:
-        """Record a ping. Extend the leases of the worker's listed IN_PROGRESS jobs.
+    async def renew_leases(
+        self, worker: WorkerInfo, lease_until: float, *, live_since: float
+    ) -> list[str]:
+        """Record a ping. Extend the leases of the listed jobs the worker holds.
 
         Returns the listed ids the worker should stop: jobs that are terminal, unknown, or now
-        belong to another worker.
+        belong to another worker. Raises :class:`errors.Conflict` (nothing changed) when the
+        worker id belongs to a worker of another endpoint seen since ``live_since``.
         """
+
+    @abc.abstractmethod
+    async def holders(self, endpoint: str) -> set[str]:
+        """The workers holding an IN_PROGRESS job of ``endpoint``."""
 
     @abc.abstractmethod
     async def workers(self, endpoint: str | None, seen_since: float) -> list[WorkerInfo]:

@@ -96,7 +96,7 @@ class MemoryStore(base.Store):
         for entry in self._jobs(lambda j: j.endpoint == endpoint):
             row = rows.setdefault(entry.job.status, [0, 0])
             row[0] += 1
-            row[1] += entry.job.attempts > 1
+            row[1] += entry.job.attempts > 1 or entry.job.retries > 0
         return base.Counts.from_rows((s, n, r) for s, (n, r) in rows.items())
 
     async def end(self, job_id: str, end: jobs.End) -> jobs.Job | None:
@@ -174,6 +174,11 @@ class MemoryStore(base.Store):
                 continue
             entry.job = dataclasses.replace(entry.job, lease_expires_at=lease_until)
         return stale
+
+    async def holders(self, endpoint: str) -> set[str]:
+        self._check_open()
+        running = self._jobs(lambda j: j.endpoint == endpoint and j.status is S.IN_PROGRESS)
+        return {e.job.worker_id for e in running if e.job.worker_id is not None}
 
     async def workers(self, endpoint: str | None, seen_since: float) -> list[base.WorkerInfo]:
         self._check_open()

@@ -6,10 +6,16 @@ twice and a claim stays O(log n) in queue depth. Every driver error that means "
 cannot be reached" (:func:`is_unavailable`) becomes :class:`errors.StoreUnavailable` in ONE
 place, :meth:`PostgresStore._translated`; the pool then re-connects by itself when PostgreSQL is
 back. See docs/postgres.md for the measurements behind these choices.
+
+Every call has a deadline (waiting for a pooled connection, connecting, and its statements
+together), so a silent network partition (packets dropped, nothing reset) answers
+StoreUnavailable within seconds instead of hanging; a connection that missed its deadline is
+terminated, never handed back to the pool half-way through a conversation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -20,6 +26,7 @@ import asyncpg
 
 from anypod import errors, jobs
 from anypod.store import migrations, sql
+from anypod.store.base import Outage
 from anypod.store.sql_store import Decide, SQLStore, Step
 
 log = logging.getLogger(__name__)
@@ -30,6 +37,14 @@ SCHEMA_TABLE = (
     "CREATE TABLE IF NOT EXISTS anypod_schema (version integer PRIMARY KEY, name text NOT NULL,"
     " applied_at timestamptz NOT NULL DEFAULT now())"
 )
+CONNECT_TIMEOUT = 2.0  # a new connection: TCP, TLS, startup and authentication
+TIMEOUT = 3.0  # one store call: a pooled connection, then its statements (p99 is ~5 ms)
+PING_TIMEOUT = 2.0  # /health says the store is down after this long without an answer
+BULK_TIMEOUT = 60.0  # purges, which may touch any number of rows; each migration statement
+IDLE_IN_TRANSACTION_MS = 10_000
+"""The server rolls back a session idle this long inside a transaction. Ours never pause in
+one, so this only ends the sessions of a client that vanished in a partition (it cannot say
+goodbye), whose row locks would otherwise stay held until TCP keepalive notices (hours)."""
 _DROPPED = (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError)
 _REFUSED = (
     asyncpg.exceptions.InsufficientResourcesError,  # e.g. too many connections
@@ -71,16 +86,21 @@ class PostgresStore(SQLStore):
         migrate: bool = False,
         min_connections: int = 2,
         max_connections: int = 10,
-        connect_timeout: float = 5.0,
-        command_timeout: float = 60.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        timeout: float = TIMEOUT,
+        ping_timeout: float = PING_TIMEOUT,
+        command_timeout: float = BULK_TIMEOUT,
     ) -> None:
         self.url = url
         self._migrate = migrate
         self._min = min_connections
         self._max = max_connections
         self._connect_timeout = connect_timeout
+        self._timeout = timeout
+        self._ping_timeout = ping_timeout
         self._command_timeout = command_timeout
         self._pool: Any = None
+        self._outage = Outage(f"PostgreSQL at {redact(url)}")
 
     # --- connections -------------------------------------------------------------------------
 
@@ -91,12 +111,15 @@ class PostgresStore(SQLStore):
                 min_size=self._min,
                 max_size=self._max,
                 timeout=self._connect_timeout,
-                command_timeout=self._command_timeout,  # a silent network drop ends, as a 503
+                command_timeout=self._command_timeout,  # any statement, even without a deadline
                 reset=_keep_session,
-                server_settings={"application_name": "anypod"},
+                server_settings={
+                    "application_name": "anypod",
+                    "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
+                },
             )
         try:
-            await self._connection_run(self._prepare_schema)
+            await self._connection_run(self._prepare_schema, timeout=None)
         except BaseException:
             await self.close()
             raise
@@ -105,13 +128,14 @@ class PostgresStore(SQLStore):
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await pool.close()
+                async with asyncio.timeout(self._timeout):
+                    await pool.close()
             except Exception as exc:  # the server is gone: nothing left to release politely
                 log.debug("closing the PostgreSQL pool: %s", exc)
                 pool.terminate()
 
     async def ping(self) -> None:
-        await self._fetchrow("SELECT 1", ())
+        await self._connection_run(lambda c: c.fetchval("SELECT 1"), timeout=self._ping_timeout)
 
     @contextlib.asynccontextmanager
     async def _translated(self) -> AsyncIterator[None]:
@@ -126,25 +150,53 @@ class PostgresStore(SQLStore):
                 raise
             if self._pool is not None:
                 await _expire(self._pool)
-            raise errors.StoreUnavailable(
-                f"PostgreSQL at {redact(self.url)} is unavailable: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise errors.StoreUnavailable(self._outage.failed(exc)) from exc
+        self._outage.recovered()
 
-    async def _connection_run(self, op: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run ``op`` on a pooled connection (``op`` opens a transaction if it needs one)."""
+    async def _connection_run(
+        self, op: Callable[[Connection], Awaitable[T]], *, timeout: float | None
+    ) -> T:
+        """Run ``op`` on a pooled connection (``op`` opens a transaction if it needs one),
+        within ``timeout`` seconds for everything (None: each statement within the pool's
+        ``command_timeout``). A connection that failed or ran out of time is terminated."""
         async with self._translated():
             pool = self._pool
             if pool is None:
                 raise errors.StoreUnavailable("the PostgreSQL store is closed")
-            async with pool.acquire() as conn:
-                return await op(conn)
+            conn, broken, deadline = None, True, asyncio.timeout(timeout)
+            try:
+                async with deadline:
+                    conn = await pool.acquire()
+                    result = await op(conn)
+                broken = False
+                return result
+            except TimeoutError as exc:
+                if deadline.expired():
+                    raise TimeoutError(f"no answer within {timeout:g} s") from exc
+                raise TimeoutError(str(exc) or "timed out connecting or in a statement") from exc
+            except Exception as exc:
+                broken = is_unavailable(exc)
+                raise
+            finally:
+                if conn is not None:
+                    await self._release(pool, conn, broken=broken)
+
+    async def _release(self, pool: Any, conn: Connection, *, broken: bool) -> None:
+        """Back to the pool; a broken connection (or one a cancelled call left mid-statement)
+        terminated first, so nobody gets it half-way through a conversation."""
+        if broken:
+            conn.terminate()
+        try:
+            await pool.release(conn, timeout=self._connect_timeout)
+        except Exception as exc:  # closing an expired connection to a vanished server
+            log.debug("releasing a PostgreSQL connection: %s", exc)
 
     async def _in_transaction(self, op: Callable[[Connection], Awaitable[T]]) -> T:
         async def run(conn: Connection) -> T:
             async with conn.transaction():
                 return await op(conn)
 
-        return await self._connection_run(run)
+        return await self._connection_run(run, timeout=self._timeout)
 
     # --- schema ------------------------------------------------------------------------------
 
@@ -155,20 +207,31 @@ class PostgresStore(SQLStore):
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations; return the versions applied."""
-        return await self._connection_run(_apply_pending)
+        return await self._connection_run(_apply_pending, timeout=None)
 
     # --- primitives --------------------------------------------------------------------------
 
-    async def _fetch(self, statement: str, args: Sequence[object]) -> list[sql.Row]:
-        rows: list[sql.Row] = await self._connection_run(lambda c: c.fetch(statement, *args))
+    def _deadline(self, bulk: bool) -> float:
+        return self._command_timeout if bulk else self._timeout
+
+    async def _fetch(
+        self, statement: str, args: Sequence[object], *, bulk: bool = False
+    ) -> list[sql.Row]:
+        rows: list[sql.Row] = await self._connection_run(
+            lambda c: c.fetch(statement, *args), timeout=self._deadline(bulk)
+        )
         return rows
 
     async def _fetchrow(self, statement: str, args: Sequence[object]) -> sql.Row | None:
-        row: sql.Row | None = await self._connection_run(lambda c: c.fetchrow(statement, *args))
+        row: sql.Row | None = await self._connection_run(
+            lambda c: c.fetchrow(statement, *args), timeout=self._timeout
+        )
         return row
 
-    async def _execute(self, statement: str, args: Sequence[object]) -> int:
-        status = await self._connection_run(lambda c: c.execute(statement, *args))
+    async def _execute(self, statement: str, args: Sequence[object], *, bulk: bool = False) -> int:
+        status = await self._connection_run(
+            lambda c: c.execute(statement, *args), timeout=self._deadline(bulk)
+        )
         return row_count(status)
 
     async def _execute_many(self, statement: str, args: Sequence[Sequence[object]]) -> None:

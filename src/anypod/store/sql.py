@@ -30,7 +30,7 @@ COLUMNS = (
     "seq, id, endpoint, status, input, output, error, webhook, s3_config, execution_timeout_ms, "
     "ttl_ms, low_priority, owner, worker_id, attempts, max_attempts, retention_ms, created_at, "
     "expires_at, started_at, finished_at, lease_expires_at, stop_pod, webhook_state, "
-    "webhook_attempts"
+    "webhook_attempts, retries"
 )
 INSERT_COLUMNS = (
     "id, endpoint, priority, input, webhook, s3_config, execution_timeout_ms, ttl_ms, "
@@ -105,12 +105,14 @@ class Statements:
     def _r(self, sql: str) -> str:
         return self.d.render(sql)
 
-    @property
-    def _end_set(self) -> str:
+    def _end_set(self, *, keep_progress: bool = False) -> str:
         """The SET clause of :class:`jobs.End`: $1 status, $2 output, $3 error, $4 now,
-        $5 stop_pod. Schedules the purge and, for a job with a webhook, its delivery."""
+        $5 stop_pod. Schedules the purge and, for a job with a webhook, its delivery. A
+        worker's result without output keeps the last progress update as the output
+        (``keep_progress``); the server's ends (cancel, timeout) leave none."""
+        output = "COALESCE($2, output)" if keep_progress else "$2"
         return (
-            "SET status = $1, output = COALESCE($2, output), error = $3, finished_at = $4,"
+            f"SET status = $1, output = {output}, error = $3, finished_at = $4,"
             f" purge_at = $4 + retention_ms / {self.d.thousand}, stop_pod = $5,"
             " lease_expires_at = NULL, webhook_state = CASE WHEN webhook IS NULL THEN NULL"
             f" ELSE '{jobs.WebhookState.PENDING}' END, webhook_next_at = $4"
@@ -140,7 +142,8 @@ class Statements:
     def COUNTS(self) -> str:
         """$1 endpoint → (status, count, retried) rows."""
         return self._r(
-            "SELECT status, COUNT(*), SUM(CASE WHEN attempts > 1 THEN 1 ELSE 0 END)"
+            "SELECT status, COUNT(*),"
+            " SUM(CASE WHEN attempts > 1 OR retries > 0 THEN 1 ELSE 0 END)"
             " FROM jobs WHERE endpoint = $1 GROUP BY status"
         )
 
@@ -148,7 +151,7 @@ class Statements:
     def END(self) -> str:
         """:class:`jobs.End` (see ``_end_set``), $6 id."""
         return self._r(
-            f"UPDATE jobs {self._end_set} WHERE id = $6 AND status IN {_in(jobs.End.SOURCES)}"
+            f"UPDATE jobs {self._end_set()} WHERE id = $6 AND status IN {_in(jobs.End.SOURCES)}"
             f" RETURNING {COLUMNS}"
         )
 
@@ -156,7 +159,7 @@ class Statements:
     def END_HELD(self) -> str:
         """:class:`jobs.End` with a holder: $6 id, $7 worker, $8 endpoint (``Holder.holds``)."""
         return self._r(
-            f"UPDATE jobs {self._end_set} WHERE id = $6 AND {self._held(7, 8)} RETURNING {COLUMNS}"
+            f"UPDATE jobs {self._end_set(keep_progress=True)} WHERE id = $6 AND {self._held(7, 8)} RETURNING {COLUMNS}"
         )
 
     @staticmethod
@@ -168,7 +171,7 @@ class Statements:
     def PURGE_QUEUE(self) -> str:
         """:class:`jobs.End` (see ``_end_set``) for every queued job of $6 endpoint."""
         where = f"WHERE endpoint = $6 AND status = '{S.IN_QUEUE}'"
-        return self._r(f"UPDATE jobs {self._end_set} {where}")
+        return self._r(f"UPDATE jobs {self._end_set()} {where}")
 
     @functools.cached_property
     def RETRY(self) -> str:
@@ -177,6 +180,7 @@ class Statements:
             f"UPDATE jobs SET status = '{S.IN_QUEUE}', output = NULL, error = NULL,"
             " worker_id = NULL, started_at = NULL, finished_at = NULL, purge_at = NULL,"
             " lease_expires_at = NULL, deadline_at = NULL, attempts = 0, stop_pod = false,"
+            " retries = retries + 1,"
             " webhook_state = NULL, webhook_attempts = 0, webhook_next_at = NULL,"
             f" expires_at = $1 + ttl_ms / {self.d.thousand}"
             f" WHERE id = $2 AND status IN {_in(jobs.Retry.SOURCES)} RETURNING {COLUMNS}"
@@ -240,6 +244,13 @@ class Statements:
         return self._r(
             f"UPDATE jobs SET lease_expires_at = $1 WHERE id {self.d.any_of(2)}"
             f" AND {self._held(3, 4)} RETURNING id"
+        )
+
+    @functools.cached_property
+    def HOLDERS(self) -> str:
+        """$1 endpoint → the workers holding its running jobs."""
+        return self._r(
+            f"SELECT DISTINCT worker_id FROM jobs WHERE endpoint = $1 AND status = '{S.IN_PROGRESS}'"
         )
 
     @functools.cached_property
@@ -406,6 +417,7 @@ def row_to_job(row: Row) -> jobs.Job:
         stop_pod=bool(row[22]),
         webhook_state=None if row[23] is None else jobs.WebhookState(row[23]),
         webhook_attempts=row[24],
+        retries=row[25],
     )
 
 

@@ -26,14 +26,18 @@ class SQLStore(base.Store):
     # --- primitives --------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def _fetch(self, statement: str, args: Sequence[object]) -> list[sql.Row]: ...
+    async def _fetch(
+        self, statement: str, args: Sequence[object], *, bulk: bool = False
+    ) -> list[sql.Row]:
+        """The statement's rows. ``bulk``: it may touch any number of rows (a purge), so a
+        backend with a deadline per call gives it the long one."""
 
     @abc.abstractmethod
     async def _fetchrow(self, statement: str, args: Sequence[object]) -> sql.Row | None: ...
 
     @abc.abstractmethod
-    async def _execute(self, statement: str, args: Sequence[object]) -> int:
-        """Run a statement; return how many rows it changed."""
+    async def _execute(self, statement: str, args: Sequence[object], *, bulk: bool = False) -> int:
+        """Run a statement; return how many rows it changed (``bulk`` as for :meth:`_fetch`)."""
 
     @abc.abstractmethod
     async def _execute_many(self, statement: str, args: Sequence[Sequence[object]]) -> None:
@@ -91,7 +95,8 @@ class SQLStore(base.Store):
         return None if done is None else _job(_first_row(done[1]))
 
     async def purge_queue(self, endpoint: str, end: jobs.End) -> int:
-        return await self._execute(self.q.PURGE_QUEUE, (*sql.end_values(end), endpoint))
+        args = (*sql.end_values(end), endpoint)
+        return await self._execute(self.q.PURGE_QUEUE, args, bulk=True)
 
     # --- worker side -------------------------------------------------------------------------
 
@@ -131,6 +136,9 @@ class SQLStore(base.Store):
         mine = {r[0] for r in results[1]} if w.job_ids else set()
         return [j for j in w.job_ids if j not in mine]
 
+    async def holders(self, endpoint: str) -> set[str]:
+        return {r[0] for r in await self._fetch(self.q.HOLDERS, (endpoint,))}
+
     async def workers(self, endpoint: str | None, seen_since: float) -> list[base.WorkerInfo]:
         rows = await self._fetch(self.q.WORKERS, (seen_since, endpoint))
         return [sql.row_to_worker(r, self.dialect) for r in rows]
@@ -154,7 +162,7 @@ class SQLStore(base.Store):
         return None if done is None or after is None else (done[0], after)
 
     async def purge_finished(self, now: float) -> int:
-        return len(await self._fetch(self.q.PURGE_FINISHED, (now,)))
+        return len(await self._fetch(self.q.PURGE_FINISHED, (now,), bulk=True))
 
     async def due_webhooks(self, now: float, limit: int, lease_until: float) -> list[jobs.Job]:
         rows = await self._fetch(self.q.DUE_WEBHOOKS, (lease_until, now, limit))

@@ -13,19 +13,32 @@ from typing import TypeVar
 from anypod import errors, jobs
 from anypod.store import migrations, sql
 from anypod.store.sql_store import Decide, SQLStore, Step
-from anypod.store.sqlite_connection import SQLiteConnection
+from anypod.store.sqlite_connection import BUSY_TIMEOUT, SQLiteConnection
 
 T = TypeVar("T")
+PROBE_BYTES = 8192  # spans new pages, so a full database (or disk) fails the probe
+WRITE_PROBE = (
+    "INSERT OR REPLACE INTO worker_tokens (token_hash, endpoint, created_at)"
+    " VALUES ('anypod:write-probe', zeroblob(?), 0)",
+    "DELETE FROM worker_tokens WHERE token_hash = 'anypod:write-probe'",
+)
 
 
 class SQLiteStore(SQLStore):
     dialect = sql.SQLITE
     q = sql.for_dialect(sql.SQLITE.name)
 
-    def __init__(self, path: str, *, migrate: bool = True, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        migrate: bool = True,
+        synchronous: str = "NORMAL",
+        busy_timeout: float = BUSY_TIMEOUT,
+    ) -> None:
         self.path = path
         self._migrate = migrate
-        self._db = SQLiteConnection(path, synchronous=synchronous)
+        self._db = SQLiteConnection(path, synchronous=synchronous, busy_timeout=busy_timeout)
 
     async def open(self) -> None:
         self._db.start()
@@ -39,7 +52,18 @@ class SQLiteStore(SQLStore):
         self._db.stop()
 
     async def ping(self) -> None:
-        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+        """Every statement takes the write lock, so this fails while another process holds it.
+        A full disk still lets reads through: after a write failed, the ping writes too (a row
+        in and out again in one transaction, so the file does not grow), and passes only when
+        that commits."""
+        await self._db.run(self._probe)
+
+    def _probe(self, conn: sqlite3.Connection) -> None:
+        conn.execute("SELECT 1").fetchone()
+        if self._db.outage.reason is not None:
+            insert, delete = WRITE_PROBE
+            conn.execute(insert, (PROBE_BYTES,))
+            conn.execute(delete)
 
     def _prepare_schema(self, conn: sqlite3.Connection) -> None:
         if self._migrate:
@@ -59,7 +83,9 @@ class SQLiteStore(SQLStore):
         except sqlite3.IntegrityError as exc:
             raise errors.Conflict(f"duplicate key: {exc}") from exc
 
-    async def _fetch(self, statement: str, args: Sequence[object]) -> list[sql.Row]:
+    async def _fetch(
+        self, statement: str, args: Sequence[object], *, bulk: bool = False
+    ) -> list[sql.Row]:
         return await self._db.run(lambda conn: conn.execute(statement, args).fetchall())
 
     async def _fetchrow(self, statement: str, args: Sequence[object]) -> sql.Row | None:
@@ -68,7 +94,7 @@ class SQLiteStore(SQLStore):
         )
         return row
 
-    async def _execute(self, statement: str, args: Sequence[object]) -> int:
+    async def _execute(self, statement: str, args: Sequence[object], *, bulk: bool = False) -> int:
         return await self._run(lambda conn: conn.execute(statement, args).rowcount)
 
     async def _execute_many(self, statement: str, args: Sequence[Sequence[object]]) -> None:
