@@ -35,8 +35,8 @@ class Sweeper:
         while True:
             try:
                 await self.service.sweep()
-            except errors.StoreUnavailable as exc:
-                log.warning("sweep skipped: %s", exc)
+            except errors.StoreUnavailable as exc:  # the store logs its outage, once
+                log.debug("sweep skipped: %s", exc)
             except Exception:
                 log.exception("sweep failed")
             await asyncio.sleep(self.interval)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from anypod import jobs, notifier
+from anypod import errors, jobs, notifier
 from anypod.protocols.runpod import render
 from anypod.store import Store
 
@@ -94,6 +94,8 @@ class WebhookSender:
             with self.wakeups.listen(notifier.WEBHOOKS) as listener:
                 try:
                     busy = await self.deliver_due()
+                except errors.StoreUnavailable:  # the store logs its outage, once
+                    busy = 0
                 except Exception:
                     log.exception("webhook delivery failed")
                     busy = 0

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def render(exc: errors.AnypodError, method: str, path: str) -> Response:
     status, _ = table.status_and_code(exc)
-    if status >= 500:
+    if status >= 500 and not isinstance(exc, errors.StoreUnavailable):  # the store says once
         log.warning("%s %r -> %d: %s", method, path, status, exc)
     headers = {"Retry-After": "1"} if status == 503 else None
     return json_response(table.body(exc), status_code=status, headers=headers)
