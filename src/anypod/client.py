@@ -272,9 +272,7 @@ class AsyncClient(BaseClient):
     ) -> list[types.JSONDict]:
         """Post a result; with ``take``, also claim up to that many jobs (anypod's ``?next=``)
         and return them."""
-        call = self._post_result(
-            paths.JOB_DONE, endpoint, worker_id, job_id, body, is_stream, take
-        )
+        call = self._post_result(paths.JOB_DONE, endpoint, worker_id, job_id, body, is_stream, take)
         return _next_jobs(await self.send(call))
 
     async def done_many(

@@ -28,14 +28,12 @@ def test_long_jobs_spread_across_workers_and_short_ones_prefetch(serve: Any) -> 
     s = serve("sleeps", workers=2)
     with httpx.Client(base_url=s.url, timeout=10) as c:
         quick = [
-            c.post("/v2/sleeps/run", json={"input": {"seconds": 0}}).json()["id"]
-            for _ in range(20)
+            c.post("/v2/sleeps/run", json={"input": {"seconds": 0}}).json()["id"] for _ in range(20)
         ]
         for job_id in quick:
             wait_status(s.url, "sleeps", job_id, {"COMPLETED"})
         ids = [
-            c.post("/v2/sleeps/run", json={"input": {"seconds": 1}}).json()["id"]
-            for _ in range(4)
+            c.post("/v2/sleeps/run", json={"input": {"seconds": 1}}).json()["id"] for _ in range(4)
         ]
     done = [wait_status(s.url, "sleeps", i, {"COMPLETED"}) for i in ids]
     by_worker: dict[str, int] = {}

@@ -180,7 +180,11 @@ async def test_results_too_big_for_one_post_go_one_by_one(api: Api) -> None:
 async def test_worker_ids_and_ping_lists_are_bounded(api: Api) -> None:
     h = api.worker_headers()
     long_id = "w" * 9000
-    for path in [f"/v2/ep/job-take/{long_id}", f"/v2/ep/ping/{long_id}", f"/v2/ep/job-stop/{long_id}"]:
+    for path in [
+        f"/v2/ep/job-take/{long_id}",
+        f"/v2/ep/ping/{long_id}",
+        f"/v2/ep/job-stop/{long_id}",
+    ]:
         reply = await api.http.get(path, headers=h)
         assert reply.status_code == 400 and reply.json()["field"] == "worker_id", path
     many = ",".join(f"{i:036d}" for i in range(1025))
@@ -198,13 +202,17 @@ async def test_a_result_can_carry_the_next_jobs(api: Api) -> None:
     a, b, c = await submit(api, 3)
     h = api.worker_headers()
     await api.http.get("/v2/ep/job-take/w1", headers=h)  # a
-    reply = await api.http.post(f"/v2/ep/job-done/w1/{a}?next=1", content=b'{"output": 1}', headers=h)
+    reply = await api.http.post(
+        f"/v2/ep/job-done/w1/{a}?next=1", content=b'{"output": 1}', headers=h
+    )
     assert [j["id"] for j in reply.json()["next"]] == [b]
     assert (await api.http.get(f"/v2/ep/status/{b}")).json()["status"] == "IN_PROGRESS"
     body = f'[{{"id": "{b}", "result": {{"output": 2}}}}]'
     reply = await api.http.post("/v2/ep/job-done-batch/w1?next=5", content=body, headers=h)
     assert [j["id"] for j in reply.json()["next"]] == [c]
-    reply = await api.http.post(f"/v2/ep/job-done/w1/{c}?next=1", content=b'{"output": 3}', headers=h)
+    reply = await api.http.post(
+        f"/v2/ep/job-done/w1/{c}?next=1", content=b'{"output": 3}', headers=h
+    )
     assert reply.json() == {"ok": True, "next": []}  # nothing queued: answered at once
     plain = await api.http.post(f"/v2/ep/job-done/w1/{c}", content=b'{"output": 3}', headers=h)
     assert plain.json() == {"ok": True}  # RunPod's workers see RunPod's reply

@@ -159,7 +159,8 @@ class Statements:
     def END_HELD(self) -> str:
         """:class:`jobs.End` with a holder: $6 id, $7 worker, $8 endpoint (``Holder.holds``)."""
         return self._r(
-            f"UPDATE jobs {self._end_set(keep_progress=True)} WHERE id = $6 AND {self._held(7, 8)} RETURNING {COLUMNS}"
+            f"UPDATE jobs {self._end_set(keep_progress=True)}"
+            f" WHERE id = $6 AND {self._held(7, 8)} RETURNING {COLUMNS}"
         )
 
     @staticmethod
@@ -250,7 +251,8 @@ class Statements:
     def HOLDERS(self) -> str:
         """$1 endpoint → the workers holding its running jobs."""
         return self._r(
-            f"SELECT DISTINCT worker_id FROM jobs WHERE endpoint = $1 AND status = '{S.IN_PROGRESS}'"
+            "SELECT DISTINCT worker_id FROM jobs"
+            f" WHERE endpoint = $1 AND status = '{S.IN_PROGRESS}'"
         )
 
     @functools.cached_property

@@ -103,6 +103,9 @@ class SQLiteConnection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
+        # from here on the write lock is waited for in _begin (short naps, our own deadline);
+        # inside a transaction nothing else waits (WAL: readers never block the writer)
+        conn.execute(f"PRAGMA busy_timeout = {POLL_MS}")
         return conn
 
     def _main(self) -> None:
@@ -166,18 +169,14 @@ class SQLiteConnection:
         lock at once it can lose every race for seconds; re-trying every few milliseconds
         keeps the longest wait short (measured in tests/store/test_sqlite_outage.py)."""
         deadline = since + self._busy_timeout
-        conn.execute(f"PRAGMA busy_timeout = {POLL_MS}")
-        try:
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-                    if not busy or time.monotonic() >= deadline:
-                        raise
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() >= deadline:
+                    raise
 
     def _group_failure(self, exc: Exception) -> errors.StoreUnavailable:
         if is_unavailable(exc):

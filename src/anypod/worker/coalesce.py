@@ -1,4 +1,7 @@
-"""Results that finish in the same event-loop turn leave in one ``job-done-batch`` post.
+"""Results that finish together leave in one ``job-done-batch`` post: those of the same
+event-loop turn, and those that finished while the previous post was on its way (one post in
+flight per server, so under load results batch up by themselves, and when idle a result
+leaves at once).
 
 A lone result still goes out as RunPod's plain ``job-done``. A post carries at most
 ``MAX_DONE_BATCH`` results and ``MAX_POST_BYTES`` of them (a bigger result goes alone); if the
@@ -28,6 +31,7 @@ class DoneCoalescer:
         self.enabled = True
         self._pending: dict[AsyncClient, list[_Pending]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._posting: set[AsyncClient] = set()  # a post is on its way (or about to be)
 
     def done(
         self, client: AsyncClient, job_id: str, body: bytes, is_stream: bool, take: int = 0
@@ -37,17 +41,30 @@ class DoneCoalescer:
         result)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Jobs] = loop.create_future()
-        queue = self._pending.setdefault(client, [])
-        queue.append((job_id, body, is_stream, take, future))
-        if len(queue) == 1:
+        self._pending.setdefault(client, []).append((job_id, body, is_stream, take, future))
+        if client not in self._posting:
+            self._posting.add(client)
             loop.call_soon(self._start_flush, client)
         return future
 
     def _start_flush(self, client: AsyncClient) -> None:
-        for batch in _split(self._pending.pop(client, [])):
+        batches = _split(self._pending.pop(client, []))
+        if not batches:
+            self._posting.discard(client)
+            return
+        left = len(batches)
+
+        def posted(task: asyncio.Task[None]) -> None:
+            nonlocal left
+            self._tasks.discard(task)
+            left -= 1
+            if not left:  # the next post takes everything that finished meanwhile
+                self._start_flush(client)
+
+        for batch in batches:
             task = asyncio.create_task(self._flush(client, batch))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(posted)
 
     async def _flush(self, client: AsyncClient, batch: list[_Pending]) -> None:
         try:

@@ -29,16 +29,18 @@ log = logging.getLogger("anypod.worker")
 Post = Callable[[], Awaitable[None]]
 FATAL = (errors.Unauthorized, errors.EndpointNotFound)
 """A job-take answered with these will be answered the same way forever."""
-SHORT_JOB = 0.05  # seconds: jobs this quick are worth one job of prefetch
+SHORT_JOB = 0.05  # seconds: prefetch holds at most this much work beyond what runs
+MAX_PREFETCH = 256  # jobs held beyond what runs, however short they are
 INBOUND_PATIENCE = 1.0  # seconds the take loop waits for jobs a result's answer may carry
 
 
 class Pace:
     """How long the handler's jobs take, lately (an exponential average of run times).
 
-    A worker holds one job more than it runs only while jobs are short: then the next job is
-    ready the moment one ends, and the ~1 ms round trip to the server leaves the critical
-    path. Long jobs are never held back from other workers (prefetch would hoard them)."""
+    A worker holds jobs beyond what it runs only while jobs are short, and only about
+    ``SHORT_JOB`` seconds of them: then the next job is ready the moment one ends, and the
+    round trip to the server leaves the critical path. Long jobs are never held back from
+    other workers (prefetch would hoard them)."""
 
     def __init__(self) -> None:
         self.average: float | None = None  # unknown until a job has run: assume long
@@ -49,6 +51,13 @@ class Pace:
     @property
     def short(self) -> bool:
         return self.average is not None and self.average < SHORT_JOB
+
+    @property
+    def prefetch(self) -> int:
+        """Jobs worth holding beyond what runs: about ``SHORT_JOB`` seconds of work."""
+        if self.average is None or not self.short:
+            return 0
+        return max(1, min(MAX_PREFETCH, int(SHORT_JOB / max(self.average, 1e-6))))
 
 
 class Worker:
@@ -210,11 +219,11 @@ class Worker:
             self._hand_over()
 
     def _target(self) -> int:
-        """How many jobs to hold: what the child runs at once, and one more while jobs are
-        short (:class:`Pace`). A batch handler's buckets already hold the next batch."""
-        if self.buckets is not None or not self.pace.short:
+        """How many jobs to hold: what the child runs at once, and more while jobs are short
+        (:class:`Pace`). A batch handler's buckets already hold the next batch."""
+        if self.buckets is not None:
             return self.capacity
-        return self.capacity + 1
+        return self.capacity + self.pace.prefetch
 
     def _hand_over(self) -> None:
         """Give taken jobs to the child (as many as it runs at once), or to the buckets."""
