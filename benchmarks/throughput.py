@@ -4,6 +4,7 @@
     python -m benchmarks.throughput --quick          # smoke run (~30 s)
     python -m benchmarks.throughput --configs 1x8 --modes status-sync --json out.json
     python -m benchmarks.throughput --src /tmp/old/src ...   # the same, an older anypod tree
+    python -m benchmarks.throughput --configs 1x1,fake8,fake32   # the issue-8 targets (~1 min)
 
 anypod: ``anypod serve benchmarks/handlers/noop.py --workers W --concurrency K`` on a fresh SQLite
 file, endpoint ``noop`` (``--configs WxK,...``); ``fakeK``: ``--workers 0`` plus a minimal aiohttp
@@ -19,6 +20,11 @@ polling ``/status`` every ``--poll-ms`` (``--modes``); jobs/s = completed / (fir
 COMPLETED), latency = submit .. COMPLETED seen. Per throughput phase: CPU ms per job of the
 server, worker parents, handler children and this client (/proc), and the cores every other
 process used meanwhile. Profiles: ``python -m benchmarks.profile``.
+
+Issue-8 targets, a PASS / FAIL line each: ``/runsync`` p50 <= 1.5x runpod's test server's p50
+(measured in the same run) and p99 <= 5 ms, per anypod setup; server capacity (the ``fakeK``
+rows: one API process, the fake worker, this load generator, all on the same cores) >= 2,500
+jobs/s in the best wait mode.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ import aiohttp
 from benchmarks.harness import cpu, load, procs, report, stats, sut
 
 TARGET_P50_MS, TARGET_P99_MS, TARGET_JOBS_S = 3.0, 10.0, 1000.0
+# issue 8: runsync p50 <= 1.5x runpod's test server, p99 <= 5 ms; the server alone >= 2,500 jobs/s
+TARGET_P50_X, TARGET_P99_ABS_MS, TARGET_SERVER_JOBS_S = 1.5, 5.0, 2500.0
 MODES = ("status-sync", "status")
 
 
@@ -41,6 +49,7 @@ MODES = ("status-sync", "status")
 class Row:
     name: str
     source: str = ""
+    fake: bool = False  # a fakeK setup: the server's own capacity
     runsync: stats.Summary | None = None
     floor: stats.Summary | None = None
     throughput: dict[str, load.Outcome] = field(default_factory=dict)
@@ -95,7 +104,7 @@ async def setup_row(reg: procs.Registry, args: argparse.Namespace, config: str) 
     env = {"ANYPOD_LOG_LEVEL": args.log_level} if args.log_level else None
     print(f"\n== {config}  ({report.load_avg()}; {cli.identity()})", flush=True)
     setup = await sut.embedded(cli, reg, config, env)
-    row = Row(setup.name, cli.identity())
+    row = Row(setup.name, cli.identity(), fake=setup.helper is not None)
     r = setup.roles()
     print(f"  {setup.name}: server {r['server']} worker {r['worker']} handler {r['handler']}")
     base = f"{setup.url}/v2/{sut.ENDPOINT}"
@@ -142,6 +151,60 @@ def table(rows: list[Row], modes: list[str]) -> str:
     return report.table(head, lines)
 
 
+def cpu_table(rows: list[Row], modes: list[str]) -> str:
+    """CPU ms per job per process of every throughput phase, and the other processes' cores."""
+    roles = ["server", "worker", "handler", "other", "client"]
+    cells = []
+    for r in rows:
+        for m in modes:
+            t, u = r.throughput.get(m), r.cpu_s.get(m)
+            if not t or not u:
+                continue
+            per = u.ms_per_job(t.completed)
+            cells.append(
+                [
+                    r.name,
+                    m,
+                    f"{t.jobs_s:.0f}",
+                    *(f"{per[k]:.2f}" if k in per else "-" for k in roles),
+                    f"{sum(per.values()):.2f}",
+                    f"{u.cores(u.ours()):.2f}",
+                    f"{u.cores(u.others):.2f}",
+                ]
+            )
+    head = ["setup", "mode", "jobs/s", *roles, "total", "ours (cores)", "others (cores)"]
+    return report.table(head, cells, right=2)
+
+
+def issue8_verdicts(rows: list[Row], base: Row | None) -> list[str]:
+    """runsync p50 <= 1.5x runpod's and p99 <= 5 ms; fakeK rows >= 2,500 jobs/s."""
+    out, v = [], report.pass_fail
+    for r in rows:
+        s = r.runsync
+        if s and base and base.runsync:
+            x = s.p50 / base.runsync.p50
+            out.append(
+                f"{r.name}: runsync p50 {s.p50:.2f} ms = {x:.2f}x runpod's {base.runsync.p50:.2f}"
+                f" (<= {TARGET_P50_X:g}x) {v(x <= TARGET_P50_X)}; p99 {s.p99:.2f} ms (<= "
+                f"{TARGET_P99_ABS_MS:g} ms) {v(s.p99 <= TARGET_P99_ABS_MS)}"
+            )
+        elif s:
+            out.append(
+                f"{r.name}: runsync p50 vs runpod's: no baseline in this run; p99 {s.p99:.2f} ms"
+                f" (<= {TARGET_P99_ABS_MS:g} ms) {v(s.p99 <= TARGET_P99_ABS_MS)}"
+            )
+        if r.fake and r.throughput:
+            mode, t = max(r.throughput.items(), key=lambda kv: kv[1].jobs_s)
+            u = r.cpu_s[mode]
+            per = ", ".join(f"{k} {ms:.2f}" for k, ms in u.ms_per_job(t.completed).items())
+            out.append(
+                f"{r.name}: server capacity {t.jobs_s:.0f} jobs/s via {mode} (>= "
+                f"{TARGET_SERVER_JOBS_S:g}) {v(t.jobs_s >= TARGET_SERVER_JOBS_S)}; CPU ms/job "
+                f"{per}; others {u.cores(u.others):.2f} cores"
+            )
+    return out
+
+
 def verdicts(rows: list[Row], base: Row | None) -> list[str]:
     out = []
     for r in rows:
@@ -171,11 +234,21 @@ async def main(reg: procs.Registry, args: argparse.Namespace) -> int:
     rows = [await setup_row(reg, args, c) for c in args.configs.split(",")]
     print("\n" + table([base, *rows] if base else rows, args.modes))
     print("(latencies in ms; throughput latency = submit .. COMPLETED seen by the client)\n")
+    print("CPU ms per job, by process, each throughput phase:\n")
+    print(cpu_table(rows, args.modes) + "\n")
     lines = verdicts(rows, base)
     print("\n".join(lines))
+    print("\nissue 8 targets:")
+    lines += issue8_verdicts(rows, base)
+    print("\n".join(lines[len(rows) :]))
     if args.json:
         targets = {"runsync_p50_ms": TARGET_P50_MS, "runsync_p99_ms": TARGET_P99_MS}
         targets["jobs_s"] = TARGET_JOBS_S
+        targets |= {
+            "runsync_p50_x_runpod": TARGET_P50_X,
+            "runsync_p99_ms_issue8": TARGET_P99_ABS_MS,
+        }
+        targets["server_jobs_s"] = TARGET_SERVER_JOBS_S
         report.write_json(
             args.json, args, source, targets=targets, baseline=base, anypod=rows, verdicts=lines
         )

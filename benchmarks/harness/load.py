@@ -1,6 +1,7 @@
 """HTTP load from the benchmark process (aiohttp, one keep-alive session): sequential samples
-(e.g. ``/runsync`` one at a time) and closed-loop clients that share one job counter, each
-submitting a job and waiting for its end before taking the next.
+(e.g. ``/runsync`` one at a time), closed-loop clients that share one job counter, each
+submitting a job and waiting for its end before taking the next, and :func:`submit_all`:
+submit every job first, then poll them all until done.
 
 Waiting is a :class:`Target`'s business: long-poll (anypod ``status-sync``) or a status GET
 every ``poll_s`` seconds, sleeping first (a job cannot be done the instant it is accepted).
@@ -178,6 +179,162 @@ async def submit_phase(
         errors=dict(tally.errors),
         truncated=jobs is not None and done + tally.failed < jobs,
     )
+
+
+IDLE_PAUSE = 0.02  # seconds: submit_all's pause after a full pass over the outstanding ids
+# found nothing new
+
+
+@dataclass(frozen=True)
+class SubmitAll:
+    """What :func:`submit_all` saw. ``wall_s``: first submit sent .. last terminal status seen;
+    ``submit_s``: first submit sent .. last submit answered (phase 1)."""
+
+    jobs: int
+    submitted: int
+    completed: int
+    failed: int
+    submit_s: float
+    wall_s: float
+    jobs_s: float  # completed / wall_s
+    submit_jobs_s: float  # submitted / submit_s
+    polls: int
+    polls_per_job: float  # status GETs / completed job
+    idle_pauses: int
+    errors: dict[str, int]
+    truncated: bool
+
+    def describe(self) -> str:
+        return (
+            f"{self.jobs_s:.0f} jobs/s ({self.completed} ok, {self.failed} failed in "
+            f"{self.wall_s:.2f} s; submitted at {self.submit_jobs_s:.0f}/s in {self.submit_s:.2f}"
+            f" s; {self.polls_per_job:.2f} status GETs/job, {self.idle_pauses} idle pauses"
+            f"{f'; errors {self.errors}' if self.errors else ''}"
+            f"{'; TRUNCATED' if self.truncated else ''})"
+        )
+
+
+async def submit_all(
+    session: aiohttp.ClientSession,
+    target: Target,
+    jobs: int,
+    clients: int,
+    body: Body = job_body,
+    pause: float = IDLE_PAUSE,
+    limit: float = 2 * PHASE_LIMIT,
+) -> SubmitAll:
+    """Submit everything, then poll until everything is done (``target.poll_s`` is ignored).
+
+    Phase 1: ``clients`` tasks take job indices from one shared iterator and ``POST`` each to
+    ``target.submit_url`` as fast as answers come back, until ``jobs`` are submitted. Phase 2:
+    ``clients`` tasks take the outstanding status URLs from one FIFO (submit order) and ``GET``
+    each; a job not terminal yet goes back to the end of the FIFO. No sleep between polls, except
+    that when a full pass (as many answers as jobs were outstanding when it began) saw no job
+    end, every poller pauses ``pause`` seconds. A submit or poll that errs counts the job as
+    failed; after ``limit`` seconds the jobs still outstanding count as failed (truncated)."""
+    errors: collections.Counter[str] = collections.Counter()
+    ids: list[str | None] = [None] * jobs
+    numbers = iter(range(jobs))
+    began = time.perf_counter()
+
+    def error(exc: BaseException) -> None:
+        errors[f"{type(exc).__name__} {getattr(exc, 'status', '')}".strip()] += 1
+
+    async def submitter() -> None:
+        for i in numbers:
+            try:
+                async with session.post(target.submit_url, data=body(i), headers=JSON_HEADERS) as r:
+                    ids[i] = str((await _json(r))["id"])
+            except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
+                error(exc)
+
+    await asyncio.gather(*(submitter() for _ in range(clients)))
+    submitted_at = time.perf_counter()
+
+    fifo = collections.deque(target.status_url.format(id=i) for i in ids if i is not None)
+    submitted = len(fifo)
+    d = _Drain(outstanding=submitted, failed=jobs - submitted, pass_left=submitted)
+    d.last_end, give_up = submitted_at, began + limit
+
+    async def poller() -> None:
+        while fifo and time.perf_counter() < give_up:
+            if (wait := d.resume_at - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+                if not fifo:
+                    return
+            url = fifo.popleft()
+            try:
+                async with session.get(url) as r:
+                    status = (await _json(r))["status"]
+            except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
+                error(exc)
+                d.end(ok=False)
+            else:
+                d.polls += 1
+                if status in target.done:
+                    d.end(ok=True)
+                elif status in target.failed:
+                    errors[str(status)] += 1
+                    d.end(ok=False)
+                else:
+                    fifo.append(url)
+            d.answered(pause)
+
+    await asyncio.gather(*(poller() for _ in range(clients)))
+    truncated = d.outstanding > 0
+    if truncated:
+        errors["gave up waiting"] += d.outstanding
+        d.failed += d.outstanding
+        d.last_end = time.perf_counter()
+    wall, submit_s = d.last_end - began, submitted_at - began
+    return SubmitAll(
+        jobs=jobs,
+        submitted=submitted,
+        completed=d.completed,
+        failed=d.failed,
+        submit_s=submit_s,
+        wall_s=wall,
+        jobs_s=d.completed / wall if wall > 0 else 0.0,
+        submit_jobs_s=submitted / submit_s if submit_s > 0 else 0.0,
+        polls=d.polls,
+        polls_per_job=d.polls / max(d.completed, 1),
+        idle_pauses=d.pauses,
+        errors=dict(errors),
+        truncated=truncated,
+    )
+
+
+@dataclass
+class _Drain:
+    """:func:`submit_all`'s phase 2 counters; a pass = as many answers as jobs were outstanding
+    when it began."""
+
+    outstanding: int
+    failed: int
+    pass_left: int
+    completed: int = 0
+    polls: int = 0
+    pass_new: int = 0
+    pauses: int = 0
+    resume_at: float = 0.0
+    last_end: float = 0.0
+
+    def end(self, ok: bool) -> None:
+        self.outstanding -= 1
+        if ok:
+            self.completed += 1
+        else:
+            self.failed += 1
+        self.pass_new += 1
+        self.last_end = time.perf_counter()
+
+    def answered(self, pause: float) -> None:
+        self.pass_left -= 1
+        if self.pass_left <= 0:
+            if not self.pass_new:
+                self.resume_at = time.perf_counter() + pause
+                self.pauses += 1
+            self.pass_left, self.pass_new = self.outstanding, 0
 
 
 @dataclass(frozen=True)

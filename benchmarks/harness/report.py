@@ -75,6 +75,18 @@ def verdict(ok: bool) -> str:
     return "MET" if ok else "MISSED"
 
 
+def pass_fail(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def loadavg() -> str:
+    """``/proc/loadavg`` as it reads: 1, 5 and 15 min averages, runnable/total, last pid."""
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def _jsonable(value: object) -> object:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)

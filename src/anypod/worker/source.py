@@ -46,7 +46,7 @@ class JobSource(Protocol):
     async def aclose(self) -> None: ...
 
 
-Send = Callable[[AsyncClient], Awaitable[None]]
+Send = Callable[[AsyncClient], Awaitable[object]]
 
 
 class HttpJobSource:
