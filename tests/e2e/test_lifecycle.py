@@ -166,3 +166,16 @@ def test_webhook_is_posted_with_runpod_envelope(serve: Any) -> None:
     finally:
         hook.shutdown()
         hook.server_close()
+
+
+def test_jobs_sent_while_the_handler_respawns_wait_for_the_new_one(serve: Any) -> None:
+    s = serve("dies", extra=["--concurrency", "2"])
+    with httpx.Client(base_url=s.url, timeout=10) as c:
+        crash = c.post("/v2/dies/run", json={"input": {"crash": True}}).json()["id"]
+        ids = [c.post("/v2/dies/run", json={"input": {"n": i}}).json()["id"] for i in range(10)]
+    assert wait_status(s.url, "dies", crash, {"FAILED"})["status"] == "FAILED"
+    done = [wait_status(s.url, "dies", i, {"COMPLETED", "FAILED"}) for i in ids]
+    failed = [d for d in done if d["status"] != "COMPLETED"]
+    # those the crash took down with it fail saying so; none fails for want of a handler
+    assert all("killed by SIGKILL" in d["error"] for d in failed), failed
+    assert len(failed) <= 1, failed
