@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from anypod import errors, jobs, notifier, types
@@ -354,6 +354,34 @@ class JobService:
         if job is None:
             return await self._refused(holder, job_id, "result")
         self._notify_end(job)
+
+    async def report_many(
+        self, holder: jobs.Holder, reports: Sequence[tuple[str, jobs.Report]]
+    ) -> list[errors.AnypodError | None]:
+        """Several reports of one worker, each standing alone: the refusal :meth:`report`
+        would raise for each (None: applied, or a harmless repeat). Results end in one
+        store call."""
+        now = self.clock()
+        results = [
+            (i, job_id, r) for i, (job_id, r) in enumerate(reports) if isinstance(r, jobs.Result)
+        ]
+        ended = await self.store.end_many([(j, jobs.finish(r, holder, now)) for _, j, r in results])
+        outcomes: list[errors.AnypodError | None] = [None] * len(reports)
+        for (i, job_id, _), job in zip(results, ended, strict=True):
+            if job is not None:
+                self._notify_end(job)
+                continue
+            try:
+                await self._refused(holder, job_id, "result")
+            except (errors.NotFound, errors.Conflict) as exc:
+                outcomes[i] = exc
+        for i, (job_id, report) in enumerate(reports):
+            if isinstance(report, jobs.Progress):
+                try:
+                    await self.report(holder, job_id, report)
+                except (errors.NotFound, errors.Conflict) as exc:
+                    outcomes[i] = exc
+        return outcomes
 
     async def stream_chunk(self, holder: jobs.Holder, job_id: str, chunk: types.RawJSON) -> None:
         if await self.store.append_stream(job_id, holder, chunk):

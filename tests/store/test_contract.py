@@ -356,3 +356,21 @@ async def test_server_ends_leave_no_progress_as_output_and_retry_counts(store: S
     retried = await store.retry("b", jobs.retry(T0 + 2))
     assert retried is not None and retried.retries == 1 and retried.attempts == 0
     assert (await store.counts("ep")).retried == 1
+
+
+async def test_end_many_ends_each_as_end_would(store: Store) -> None:
+    for job_id in ("a", "b", "c"):
+        await store.submit(new_job(job_id))
+    await store.claim("ep", 2, take("w", T0, T0 + 30))  # a, b
+    other = jobs.Holder(worker_id="w2", endpoint="ep")
+    ended = await store.end_many(
+        [
+            ("a", done(1, at=T0 + 1)),
+            ("b", done(2, at=T0 + 1, by=other)),
+            ("c", done(3, at=T0 + 1)),
+            ("x", done(4, at=T0 + 1)),
+        ]
+    )
+    assert [j.status if j else None for j in ended] == [S.COMPLETED, None, None, None]
+    b, c = await store.get("b"), await store.get("c")
+    assert b is not None and b.status is S.IN_PROGRESS and c is not None and c.status is S.IN_QUEUE

@@ -4,8 +4,6 @@ accepted too). Declared in ``http/routes.py``."""
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.responses import Response
 
 from anypod import errors, jobs, types
@@ -66,23 +64,18 @@ async def job_done_batch(ctx: Context) -> Response:
     item stands alone: the reply lists the ones refused (with the status a single ``job-done``
     would have answered), and every other one was applied (or was a repeat)."""
     items = reports.from_job_done_batch(ctx.body_as(schemas.JobDoneBatch))
-    holder = _holder(ctx)
-    outcomes = await asyncio.gather(*(_one(ctx, holder, job_id, r) for job_id, r in items))
-    refused = [o for o in outcomes if o is not None]
+    outcomes = await ctx.service.report_many(_holder(ctx), items)
+    refused = [
+        _refusal(job_id, exc) for (job_id, _), exc in zip(items, outcomes, strict=True) if exc
+    ]
     return await _next(
         ctx, {"ok": not refused, "count": len(items) - len(refused), "refused": refused}
     )
 
 
-async def _one(
-    ctx: Context, holder: jobs.Holder, job_id: str, report: jobs.Report
-) -> types.JSONDict | None:
-    try:
-        await ctx.service.report(holder, job_id, report)
-    except (errors.NotFound, errors.Conflict) as exc:
-        status, code = wire_errors.status_and_code(exc)
-        return {"id": job_id, "status": status, "code": code, "error": exc.message}
-    return None
+def _refusal(job_id: str, exc: errors.AnypodError) -> types.JSONDict:
+    status, code = wire_errors.status_and_code(exc)
+    return {"id": job_id, "status": status, "code": code, "error": exc.message}
 
 
 async def job_stream(ctx: Context) -> Response:

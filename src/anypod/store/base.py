@@ -166,6 +166,11 @@ class Store(abc.ABC):
     async def end(self, job_id: str, end: jobs.End) -> jobs.Job | None:
         """End an active job (result, cancel); None, and nothing changed, if it was not."""
 
+    async def end_many(self, ends: Sequence[tuple[str, jobs.End]]) -> list[jobs.Job | None]:
+        """:meth:`end` for each, in one transaction where the store has them; each job after,
+        or None where its end did not apply."""
+        return [await self.end(job_id, end) for job_id, end in ends]
+
     @abc.abstractmethod
     async def retry(self, job_id: str, retry: jobs.Retry) -> jobs.Job | None:
         """Re-queue a FAILED or TIMED_OUT job (same id and input) and drop its stream chunks;

@@ -85,10 +85,18 @@ class SQLStore(base.Store):
         return base.Counts.from_rows((r[0], r[1], r[2]) for r in rows)
 
     async def end(self, job_id: str, end: jobs.End) -> jobs.Job | None:
+        return _job(await self._fetchrow(*self._end_step(job_id, end)))
+
+    async def end_many(self, ends: Sequence[tuple[str, jobs.End]]) -> list[jobs.Job | None]:
+        if len(ends) < 2:
+            return await super().end_many(ends)
+        results = await self._script([self._end_step(job_id, end) for job_id, end in ends])
+        return [_job(rows[0] if rows else None) for rows in results]
+
+    def _end_step(self, job_id: str, end: jobs.End) -> Step:
         if end.holder is None:
-            return _job(await self._fetchrow(self.q.END, (*sql.end_values(end), job_id)))
-        args = (*sql.end_values(end), job_id, *sql.holder_values(end.holder))
-        return _job(await self._fetchrow(self.q.END_HELD, args))
+            return self.q.END, (*sql.end_values(end), job_id)
+        return self.q.END_HELD, (*sql.end_values(end), job_id, *sql.holder_values(end.holder))
 
     async def retry(self, job_id: str, retry: jobs.Retry) -> jobs.Job | None:
         def steps(job: jobs.Job) -> list[Step]:
