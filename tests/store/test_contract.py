@@ -374,3 +374,17 @@ async def test_end_many_ends_each_as_end_would(store: Store) -> None:
     assert [j.status if j else None for j in ended] == [S.COMPLETED, None, None, None]
     b, c = await store.get("b"), await store.get("c")
     assert b is not None and b.status is S.IN_PROGRESS and c is not None and c.status is S.IN_QUEUE
+
+
+async def test_end_many_of_one_holder_in_one_go(store: Store) -> None:
+    for job_id in ("a", "b", "c"):
+        await store.submit(new_job(job_id))
+    await store.claim("ep", 2, take("w", T0, T0 + 30))  # a, b
+    await store.record_progress("b", W, b'"half"')
+    ends = [("a", done(1, at=T0 + 1)), ("b", done(at=T0 + 1)), ("c", done(3, at=T0 + 1))]
+    ended = await store.end_many([*ends, ("x", done(4, at=T0 + 1))])
+    assert [j.status if j else None for j in ended] == [S.COMPLETED, S.COMPLETED, None, None]
+    a, b = ended[0], ended[1]
+    assert a is not None and a.output == b"1" and a.finished_at == T0 + 1
+    assert b is not None and b.output == b'"half"'  # no output: the last progress stays
+    assert await store.end_many(ends) == [None, None, None]  # terminal means terminal

@@ -54,6 +54,7 @@ class Dialect:
     in_array: str  # "<column> {in_array}" is true when the column is in the list parameter {n}
     encode_ids: Callable[[Sequence[str]], object]  # a list of ids as that parameter
     decode_ids: Callable[[Any], tuple[str, ...]]  # workers.job_ids as read back
+    unnest: bool = False  # array parameters as rows: many updates in one statement
 
     def render(self, sql: str) -> str:
         return _PARAM.sub(lambda m: self.numbered.format(n=m.group(1)), sql)
@@ -88,6 +89,7 @@ POSTGRES = Dialect(
     in_array="= ANY(${n}::text[])",
     encode_ids=list,
     decode_ids=lambda value: tuple(value or ()),
+    unnest=True,
 )
 DIALECTS = {d.name: d for d in (SQLITE, POSTGRES)}
 
@@ -105,15 +107,22 @@ class Statements:
     def _r(self, sql: str) -> str:
         return self.d.render(sql)
 
-    def _end_set(self, *, keep_progress: bool = False) -> str:
+    def _end_set(
+        self,
+        *,
+        keep_progress: bool = False,
+        values: tuple[str, str, str, str] = ("$1", "$2", "$3", "$5"),
+    ) -> str:
         """The SET clause of :class:`jobs.End`: $1 status, $2 output, $3 error, $4 now,
-        $5 stop_pod. Schedules the purge and, for a job with a webhook, its delivery. A
-        worker's result without output keeps the last progress update as the output
-        (``keep_progress``); the server's ends (cancel, timeout) leave none."""
-        output = "COALESCE($2, output)" if keep_progress else "$2"
+        $5 stop_pod (or the ``values`` given for status, output, error, stop_pod). Schedules
+        the purge and, for a job with a webhook, its delivery. A worker's result without
+        output keeps the last progress update as the output (``keep_progress``); the
+        server's ends (cancel, timeout) leave none."""
+        status, output, error, stop = values
+        output = f"COALESCE({output}, output)" if keep_progress else output
         return (
-            f"SET status = $1, output = {output}, error = $3, finished_at = $4,"
-            f" purge_at = $4 + retention_ms / {self.d.thousand}, stop_pod = $5,"
+            f"SET status = {status}, output = {output}, error = {error}, finished_at = $4,"
+            f" purge_at = $4 + retention_ms / {self.d.thousand}, stop_pod = {stop},"
             " lease_expires_at = NULL, webhook_state = CASE WHEN webhook IS NULL THEN NULL"
             f" ELSE '{jobs.WebhookState.PENDING}' END, webhook_next_at = $4"
         )
@@ -161,6 +170,23 @@ class Statements:
         return self._r(
             f"UPDATE jobs {self._end_set(keep_progress=True)}"
             f" WHERE id = $6 AND {self._held(7, 8)} RETURNING {COLUMNS}"
+        )
+
+    @functools.cached_property
+    def END_HELD_MANY(self) -> str:
+        """PostgreSQL only (:attr:`Dialect.unnest`): several results of one holder, one
+        statement. $1 ids, $2 statuses, $3 outputs, $4 now, $5 errors, $6 stop_pods (arrays,
+        one item per job), held by $7 worker on $8 endpoint."""
+        if not self.d.unnest:
+            raise NotImplementedError(f"{self.d.name} has no unnest: END_HELD per job")
+        values = ("v.v_status", "v.v_output", "v.v_error", "v.v_stop")
+        rows = (
+            "unnest($1::text[], $2::text[], $3::bytea[], $5::bytea[], $6::boolean[])"
+            " AS v(v_id, v_status, v_output, v_error, v_stop)"
+        )
+        return self._r(
+            f"UPDATE jobs {self._end_set(keep_progress=True, values=values)} FROM {rows}"
+            f" WHERE id = v.v_id AND {self._held(7, 8)} RETURNING {COLUMNS}"
         )
 
     @staticmethod
@@ -387,6 +413,23 @@ def insert_values(new: jobs.NewJob) -> tuple[object, ...]:
 def end_values(end: jobs.End) -> tuple[object, ...]:
     """$1..$5 of END, END_HELD and PURGE_QUEUE."""
     return (end.status.value, end.output, end.error, end.finished_at, end.stop_pod)
+
+
+def end_many_values(ends: Sequence[tuple[str, jobs.End]]) -> tuple[object, ...] | None:
+    """The parameters of END_HELD_MANY, or None when the ends are not one holder's results
+    at one time (then each goes alone)."""
+    holder, now = ends[0][1].holder, ends[0][1].finished_at
+    if holder is None or any(e.holder != holder or e.finished_at != now for _, e in ends):
+        return None
+    return (
+        [job_id for job_id, _ in ends],
+        [e.status.value for _, e in ends],
+        [e.output for _, e in ends],
+        now,
+        [e.error for _, e in ends],
+        [e.stop_pod for _, e in ends],
+        *holder_values(holder),
+    )
 
 
 def holder_values(holder: jobs.Holder) -> tuple[str, str]:

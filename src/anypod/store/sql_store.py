@@ -90,6 +90,13 @@ class SQLStore(base.Store):
     async def end_many(self, ends: Sequence[tuple[str, jobs.End]]) -> list[jobs.Job | None]:
         if len(ends) < 2:
             return await super().end_many(ends)
+        together = sql.end_many_values(ends) if self.dialect.unnest else None
+        if together is not None:  # one statement, not one round trip per job
+            ended = {
+                job.id: job
+                for job in map(sql.row_to_job, await self._fetch(self.q.END_HELD_MANY, together))
+            }
+            return [ended.get(job_id) for job_id, _ in ends]
         results = await self._script([self._end_step(job_id, end) for job_id, end in ends])
         return [_job(rows[0] if rows else None) for rows in results]
 

@@ -35,18 +35,24 @@ INBOUND_PATIENCE = 1.0  # seconds the take loop waits for jobs a result's answer
 
 
 class Pace:
-    """How long the handler's jobs take, lately (an exponential average of run times).
+    """How long the handler's jobs take, and a result's round trip to the server, lately
+    (exponential averages).
 
-    A worker holds jobs beyond what it runs only while jobs are short, and only about
-    ``SHORT_JOB`` seconds of them: then the next job is ready the moment one ends, and the
-    round trip to the server leaves the critical path. Long jobs are never held back from
-    other workers (prefetch would hoard them)."""
+    A worker holds jobs beyond what it runs only while jobs are short (under ``SHORT_JOB`` on
+    average), and only enough to cover ``SHORT_JOB`` or two round trips, whichever is longer:
+    then the next job is ready the moment one ends, and the server's answer (slow under load)
+    leaves the critical path. Long jobs are never held back from other workers (prefetch
+    would hoard them)."""
 
     def __init__(self) -> None:
         self.average: float | None = None  # unknown until a job has run: assume long
+        self.round_trip = 0.0
 
     def ran(self, seconds: float) -> None:
-        self.average = seconds if self.average is None else 0.8 * self.average + 0.2 * seconds
+        self.average = _ewma(self.average, seconds)
+
+    def posted(self, seconds: float) -> None:
+        self.round_trip = _ewma(self.round_trip or None, seconds)
 
     @property
     def short(self) -> bool:
@@ -54,10 +60,15 @@ class Pace:
 
     @property
     def prefetch(self) -> int:
-        """Jobs worth holding beyond what runs: about ``SHORT_JOB`` seconds of work."""
+        """Jobs worth holding beyond what runs."""
         if self.average is None or not self.short:
             return 0
-        return max(1, min(MAX_PREFETCH, int(SHORT_JOB / max(self.average, 1e-6))))
+        cover = max(SHORT_JOB, 2 * self.round_trip)
+        return max(1, min(MAX_PREFETCH, int(cover / max(self.average, 1e-6))))
+
+
+def _ewma(average: float | None, sample: float) -> float:
+    return sample if average is None else 0.8 * average + 0.2 * sample
 
 
 class Worker:
@@ -196,6 +207,8 @@ class Worker:
             await self._ready.wait()
             free = self._target() - self.records.slots_used
             inbound = self._inbound if loop.time() - self._inbound_at < INBOUND_PATIENCE else 0
+            if not self.records.slots_used:
+                inbound = 0  # nothing to run meanwhile: ask now, whatever answers may bring
             if free - inbound <= 0 or self._refresh:
                 self._slot.clear()
                 with contextlib.suppress(TimeoutError):  # inbound jobs may not come
@@ -325,10 +338,12 @@ class Worker:
         self._inbound_at = asyncio.get_running_loop().time()
 
         async def post() -> None:
+            started = asyncio.get_running_loop().time()
             try:
                 taken = await self.source.done(record.id, body, is_stream=is_stream, take=take)
             finally:
                 self._inbound -= take
+            self.pace.posted(asyncio.get_running_loop().time() - started)
             if self.records.get(record.id) is record:
                 self.records.forget(record.id)
             for job in taken:
