@@ -23,6 +23,7 @@ class MemoryJobSource:
         self.pings: list[tuple[str, ...]] = []
         self.takes: list[int] = []  # the limit of each take that returned jobs
         self.with_results: list[str] = []  # jobs handed over with a result's answer
+        self.asked_with_results: list[int] = []  # what each result asked for (``take``)
         self._stops: list[str] = []
         self._changed = asyncio.Condition()
 
@@ -78,6 +79,7 @@ class MemoryJobSource:
         self, job_id: str, body: bytes, *, is_stream: bool, take: int = 0
     ) -> list[types.JSONDict]:
         await self._report("done", job_id, body)
+        self.asked_with_results.append(take)
         taken, self.queue = self.queue[:take], self.queue[take:]
         self.with_results.extend(job["id"] for job in taken)
         return taken
