@@ -39,5 +39,5 @@ def test_long_jobs_spread_across_workers_and_short_ones_prefetch(serve: Any) -> 
     by_worker: dict[str, int] = {}
     for d in done:
         by_worker[d["workerId"]] = by_worker.get(d["workerId"], 0) + 1
-    assert sorted(by_worker.values()) == [2, 2], by_worker  # no worker hoards the other's
+    assert sorted(by_worker.values()) == [2, 2], by_worker  # no hoarding
     assert max(d["output"]["end"] for d in done) - min(d["output"]["start"] for d in done) < 3

@@ -205,10 +205,10 @@ class Worker:
         loop = asyncio.get_running_loop()
         while True:
             await self._ready.wait()
-            free = self._target() - self.records.slots_used
+            free = self._takes() - self.records.slots_used
             inbound = self._inbound if loop.time() - self._inbound_at < INBOUND_PATIENCE else 0
-            if not self.records.slots_used:
-                inbound = 0  # nothing to run meanwhile: ask now, whatever answers may bring
+            if not self.records.slots_used and self.pace.short:
+                inbound = 0  # short jobs, none to run: ask now; a job more is no hoard here
             if free - inbound <= 0 or self._refresh:
                 self._slot.clear()
                 with contextlib.suppress(TimeoutError):  # inbound jobs may not come
@@ -237,6 +237,12 @@ class Worker:
         if self.buckets is not None:
             return self.capacity
         return self.capacity + self.pace.prefetch
+
+    def _takes(self) -> int:
+        """How many jobs a held ``job-take`` may hold: what the child runs at once. Prefetch
+        comes only with results (``?next=``: jobs already queued), never from a take held
+        for jobs yet to come, which would grab them from workers sitting idle."""
+        return self.capacity if self.buckets is None else self._target()
 
     def _hand_over(self) -> None:
         """Give taken jobs to the child (as many as it runs at once), or to the buckets."""
