@@ -81,9 +81,12 @@ async def celery_rows(reg: procs.Registry, args: argparse.Namespace, conc: int) 
         stack = reg.start(name, argv, env)
 
         def roles() -> cpu.Roles:
-            main = [p for p in procs.children(stack.pid) if "celery" in procs.cmdline(p)]
+            # " -m celery ", not "celery": uvicorn's argv[0] is .../celery_stack/.venv/bin/python
+            main = [p for p in procs.children(stack.pid) if " -m celery " in procs.cmdline(p)]
             return {
-                "api": [p for p in procs.descendants(stack.pid) if "uvicorn" in procs.cmdline(p)],
+                "api": [
+                    p for p in procs.descendants(stack.pid) if " -m uvicorn " in procs.cmdline(p)
+                ],
                 "celery main": main,
                 "celery children": [p for m in main for p in procs.descendants(m)],
                 "redis": procs.matching(lambda cmd: cmd.startswith("redis-server")),
