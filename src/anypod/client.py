@@ -301,6 +301,13 @@ class AsyncClient(BaseClient):
     ) -> None:
         await self.send(self._ping(endpoint, worker_id, job_ids, gpu))
 
+    async def release(self, endpoint: str, worker_id: str, job_ids: list[str]) -> list[str]:
+        """Hand taken jobs back to the queue (anypod's ``job-release``); the ids released."""
+        path = paths.fill(paths.JOB_RELEASE, endpoint=endpoint, worker_id=worker_id)
+        body = await self.send(Call("POST", path, body=orjson.dumps({"ids": job_ids})))
+        found = body.get("released") if isinstance(body, dict) else None
+        return [j for j in found if isinstance(j, str)] if isinstance(found, list) else []
+
     async def stops(self, endpoint: str, worker_id: str) -> list[str]:
         path = paths.fill(paths.JOB_STOP, endpoint=endpoint, worker_id=worker_id)
         body = await self.send(Call("GET", path, hold=90))

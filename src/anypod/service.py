@@ -336,9 +336,8 @@ class JobService:
             return taken
         self._note(self._hung_up, endpoint, worker_id)
         holder = jobs.Holder(worker_id=worker_id, endpoint=endpoint)
-        released = await self.store.release([j.id for j in taken], jobs.release(holder))
+        released = await self.release(holder, [j.id for j in taken])
         log.info("worker %r hung up before its jobs were sent; released %s", worker_id, released)
-        self.notifier.notify(notifier.queue_topic(endpoint))
         return []
 
     async def report(self, holder: jobs.Holder, job_id: str, report: jobs.Report) -> None:
@@ -382,6 +381,13 @@ class JobService:
                 except (errors.NotFound, errors.Conflict) as exc:
                     outcomes[i] = exc
         return outcomes
+
+    async def release(self, holder: jobs.Holder, job_ids: Sequence[str]) -> list[str]:
+        """Hand back jobs ``holder`` took but will not run: queued again, attempt undone."""
+        released = await self.store.release(job_ids, jobs.release(holder))
+        if released:
+            self.notifier.notify(notifier.queue_topic(holder.endpoint))
+        return released
 
     async def stream_chunk(self, holder: jobs.Holder, job_id: str, chunk: types.RawJSON) -> None:
         if await self.store.append_stream(job_id, holder, chunk):

@@ -216,3 +216,15 @@ async def test_a_result_can_carry_the_next_jobs(api: Api) -> None:
     assert reply.json() == {"ok": True, "next": []}  # nothing queued: answered at once
     plain = await api.http.post(f"/v2/ep/job-done/w1/{c}", content=b'{"output": 3}', headers=h)
     assert plain.json() == {"ok": True}  # RunPod's workers see RunPod's reply
+
+
+async def test_a_result_of_many_values_is_taken(api: Api) -> None:
+    (job,) = await submit(api)
+    h = api.worker_headers()
+    await api.http.get("/v2/ep/job-take/w1", headers=h)
+    floats = b"[" + b",".join(b"0.125" for _ in range(300_000)) + b"]"  # > the /run cap
+    reply = await api.http.post(
+        f"/v2/ep/job-done/w1/{job}", content=b'{"output": ' + floats + b"}", headers=h
+    )
+    assert reply.status_code == 200
+    assert len((await api.http.get(f"/v2/ep/status/{job}")).json()["output"]) == 300_000

@@ -269,3 +269,50 @@ async def test_short_jobs_come_with_results_and_one_waits_ready(start: Start) ->
     assert any(source.asked_with_results)  # results ask for the next jobs
     assert len(source.takes) < 5  # not a job-take per job: a few, for many jobs each
     assert max(source.takes) <= 1 + MAX_PREFETCH
+
+
+SLEEPY = """
+import time
+
+def handler(job):
+    time.sleep(job["input"].get("s", 0))
+    return {"s": job["input"].get("s", 0)}
+"""
+
+
+async def test_jobs_prefetched_behind_a_long_one_are_handed_back(start: Start) -> None:
+    worker, source = await start(SLEEPY)
+    await source.put(*(job(f"q{i}") for i in range(40)))
+    for i in range(40):
+        await source.result(f"q{i}")
+    assert worker.pace.short
+    quick = [job(f"p{i}") for i in range(5)]
+    await source.put(*quick, *(job(f"long{i}", s=0.6) for i in range(20)))
+    await asyncio.sleep(0.4)  # the quick ones took long ones with their results; one runs
+    assert len(source.released) >= 1
+    held = [r.id for r in worker.records.in_state(JobState.TAKEN)]
+    assert held == [] and not worker.pace.short
+    ran = [j for j in (f"long{i}" for i in range(20)) if j not in source.released]
+    assert await source.result(ran[0], timeout=5) == {"output": {"s": 0.6}}
+
+
+REFRESH = """
+import os
+
+def handler(job):
+    return {"pid": os.getpid(), "refresh_worker": job["input"].get("refresh", False)}
+"""
+
+
+async def test_refresh_worker_holds_with_prefetched_jobs(start: Start) -> None:
+    worker, source = await start(REFRESH)
+    await source.put(*(job(f"a{i}") for i in range(20)))
+    for i in range(20):
+        await source.result(f"a{i}")
+    assert worker.pace.short
+    await source.put(job("r", refresh=True), *(job(f"b{i}") for i in range(10)))
+    refreshed = (await source.result("r"))["output"]["pid"]
+    later = [await source.result(f"b{i}") for i in range(10)]
+    assert all("output" in body for body in later), later
+    later = [body["output"]["pid"] for body in later]
+    assert refreshed not in later  # every later job ran in the fresh process

@@ -90,7 +90,9 @@ class App:
                 # no name kept for the raw bytes: they are freed once decoded, not held (with
                 # the decoded body) for as long as the handler runs
                 body = requests.body(
-                    route.body, await requests.read_body(request, limit), self.limits
+                    route.body,
+                    await requests.read_body(request, limit),
+                    self.limits.for_body(route.body_limit),
                 )
             return await route.handler(Context(request, params, caller, self.service, query, body))
         except errors.AnypodError as exc:

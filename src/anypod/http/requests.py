@@ -53,7 +53,8 @@ def body(model: type[M], raw: bytes, limits: Limits = DEFAULT_LIMITS) -> M:
     marks = raw.translate(None, _NOT_MARKS)  # commas, colons, opening brackets (strings' too)
     opened = marks.count(b"{") + marks.count(b"[")
     _count_values(raw, len(marks), limits.json_values)
-    big = _LONG_DIGITS in raw.translate(_DIGITS)  # C speed; orjson would round such integers
+    digits = raw.translate(_DIGITS)  # C speed; orjson would round such integers
+    big = _LONG_DIGITS in digits or _LONG_NEGATIVE in digits
     value = _decode(raw)
     if opened > limits.json_depth and _deeper_than(raw, limits.json_depth):
         _check_shape(value, limits.json_depth)
@@ -71,7 +72,8 @@ def body(model: type[M], raw: bytes, limits: Limits = DEFAULT_LIMITS) -> M:
 
 _NOT_MARKS = bytes(sorted(set(range(256)) - set(b",:{[")))
 _DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
-_LONG_DIGITS = b"0" * 19  # 19 digits or more: maybe beyond 64 bits (a float, to orjson)
+_LONG_DIGITS = b"0" * 20  # 20 digits or more: maybe beyond 2**64 - 1 (a float, to orjson)
+_LONG_NEGATIVE = b"-" + b"0" * 19  # below -2**63
 
 
 def _decode(raw: bytes) -> Any:

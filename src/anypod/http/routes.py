@@ -256,6 +256,16 @@ ROUTES: list[Route] = [
         query=rp.PingQuery,
     ),
     worker(
+        "POST",
+        paths.JOB_RELEASE,
+        worker_api.job_release,
+        "Hand taken jobs back",
+        {200: rp.Released},
+        400,
+        413,
+        body=rp.ReleaseBody,
+    ),
+    worker(
         "GET",
         paths.JOB_STOP,
         worker_api.job_stop,

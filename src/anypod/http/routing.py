@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import operator
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -42,13 +43,27 @@ class Limits:
     values and keys is ~25 MB however they are shaped (beyond the size of the strings), and
     still room for a list of 250k numbers. Larger arrays belong in a string (base64) or a URL.
     ``json_depth``: orjson decodes 1,024 levels but encodes only 254, and stored JSON is
-    embedded again (a worker's job, its output, a batch, a webhook): 128 leaves that room."""
+    embedded again (a worker's job, its output, a batch, a webhook): 128 leaves that room.
+    ``report_json_values``: a worker's result (a batch of embeddings is a million floats) comes
+    from a holder of the endpoint's token; refusing it would only make the job run again."""
 
     run: int = 10 * 1024 * 1024
     runsync: int = 20 * 1024 * 1024
     report: int = 64 * 1024 * 1024
     json_values: int = 262_144
+    report_json_values: int = 16 * 1024 * 1024
     json_depth: int = 128
+
+    def for_body(self, name: str) -> Limits:
+        """The limits a body of ``name`` (:data:`BODY_LIMITS`) is read under."""
+        if name == "report":
+            return _for_reports(self)
+        return self
+
+
+@functools.lru_cache(maxsize=8)
+def _for_reports(limits: Limits) -> Limits:
+    return dataclasses.replace(limits, json_values=limits.report_json_values)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

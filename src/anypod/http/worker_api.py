@@ -101,3 +101,11 @@ async def job_stop(ctx: Context) -> Response:
     """Held until a job of this worker must stop (cancel, timeout); 204 when none."""
     stops = await ctx.service.stop_signals(ctx.endpoint, _worker(ctx))
     return json_response({"jobsToStop": stops}) if stops else no_content()
+
+
+async def job_release(ctx: Context) -> Response:
+    """anypod's extension: taken jobs the worker will not run go back to the queue now, not
+    when their lease lapses (only those it holds)."""
+    ids = ctx.body_as(schemas.ReleaseBody).ids
+    released = await ctx.service.release(_holder(ctx), ids)
+    return json_response({"released": released})

@@ -47,6 +47,7 @@ one, so this only ends the sessions of a client that vanished in a partition (it
 goodbye), whose row locks would otherwise stay held until TCP keepalive notices (hours)."""
 _DROPPED = (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError)
 _REFUSED = (
+    asyncpg.exceptions.DeadlockDetectedError,  # two transactions locked rows in turn: retry
     asyncpg.exceptions.InsufficientResourcesError,  # e.g. too many connections
     asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, mid-failover
 )
@@ -113,10 +114,8 @@ class PostgresStore(SQLStore):
                 timeout=self._connect_timeout,
                 command_timeout=self._command_timeout,  # any statement, even without a deadline
                 reset=_keep_session,
-                server_settings={
-                    "application_name": "anypod",
-                    "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
-                },
+                init=_session,
+                server_settings={"application_name": "anypod"},
             )
         try:
             await self._connection_run(self._prepare_schema, timeout=None)
@@ -285,8 +284,18 @@ async def _apply_pending(conn: Connection) -> list[int]:
         return done
 
 
+async def _session(conn: Connection) -> None:
+    """Each new connection: a transaction left idle (its client gone in a partition) ends in
+    10 s instead of holding row locks until TCP notices. Set with ``SET`` rather than as a
+    startup parameter, which PgBouncer refuses; where even that is refused, go without."""
+    try:
+        await conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+    except asyncpg.PostgresError as exc:
+        log.info("idle_in_transaction_session_timeout not set: %s", exc)
+
+
 async def _keep_session(conn: Connection) -> None:
-    """Pool reset hook: our sessions hold no state worth resetting (no SET, LISTEN or session
+    """Pool reset hook: our sessions hold no state worth resetting (only the SET made at connect, no LISTEN or session
     locks), so skip asyncpg's default reset query, a round trip on every release."""
 
 

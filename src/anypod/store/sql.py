@@ -421,6 +421,8 @@ def end_many_values(ends: Sequence[tuple[str, jobs.End]]) -> tuple[object, ...] 
     holder, now = ends[0][1].holder, ends[0][1].finished_at
     if holder is None or any(e.holder != holder or e.finished_at != now for _, e in ends):
         return None
+    if len({job_id for job_id, _ in ends}) < len(ends):
+        return None  # a repeated id: one by one, so the first of them is the one applied
     return (
         [job_id for job_id, _ in ends],
         [e.status.value for _, e in ends],

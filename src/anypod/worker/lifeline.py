@@ -26,8 +26,14 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def leave_signals_to_parent() -> None:
-    """Ignore SIGINT and SIGTERM: Ctrl-C in a terminal or systemd's stop signal reaches the
+    """Let SIGINT and SIGTERM pass: Ctrl-C in a terminal or systemd's stop signal reaches the
     whole process group, but a handler child must finish its job; its parent decides when it
-    stops (and kills it after a grace)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    stops (and kills it after a grace). A handler that does nothing, not SIG_IGN: an ignored
+    signal stays ignored in every program the handler starts (ffmpeg could not be stopped),
+    while a handler is reset to the default by exec."""
+    signal.signal(signal.SIGINT, _let_pass)
+    signal.signal(signal.SIGTERM, _let_pass)
+
+
+def _let_pass(signum: int, frame: object) -> None:
+    """The parent owns this process's lifetime."""

@@ -24,6 +24,7 @@ class MemoryJobSource:
         self.takes: list[int] = []  # the limit of each take that returned jobs
         self.with_results: list[str] = []  # jobs handed over with a result's answer
         self.asked_with_results: list[int] = []  # what each result asked for (``take``)
+        self.released: list[str] = []  # handed back with ``release``
         self._stops: list[str] = []
         self._changed = asyncio.Condition()
 
@@ -83,6 +84,9 @@ class MemoryJobSource:
         taken, self.queue = self.queue[:take], self.queue[take:]
         self.with_results.extend(job["id"] for job in taken)
         return taken
+
+    async def release(self, job_ids: Sequence[str]) -> None:
+        self.released.extend(job_ids)
 
     async def ping(self, job_ids: Sequence[str], *, gpu: str | None) -> None:
         self.pings.append(tuple(job_ids))

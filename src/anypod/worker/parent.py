@@ -51,6 +51,10 @@ class Pace:
     def ran(self, seconds: float) -> None:
         self.average = _ewma(self.average, seconds)
 
+    def overran(self, seconds: float) -> None:
+        """A job has run ``seconds`` and is not done: jobs are long now."""
+        self.average = max(self.average or 0.0, seconds)
+
     def posted(self, seconds: float) -> None:
         self.round_trip = _ewma(self.round_trip or None, seconds)
 
@@ -108,11 +112,13 @@ class Worker:
                 self._ping_loop,
                 self._stop_loop,
                 self._batch_loop,
+                self._overrun_loop,
             )
         ]
         await self._stopping.wait()
         log.info("worker %s stopping: draining %d job(s)", self.opts.worker_id, len(self.records))
         loops[0].cancel()  # take nothing more
+        await self._hand_back("the worker is stopping")  # jobs not started go back at once
         await self._drain(self.opts.shutdown_grace)
         for task in loops:
             task.cancel()
@@ -126,6 +132,38 @@ class Worker:
         deadline = loop.time() + grace
         while (self.records or self._posts) and loop.time() < deadline:
             await asyncio.sleep(0.05)
+
+    # --- prefetch ------------------------------------------------------------------------------
+
+    async def _overrun_loop(self) -> None:
+        """Prefetch assumed short jobs. When the running one outlasts that (a long job after
+        short ones), count it as long at once and hand the jobs waiting behind it back."""
+        while True:
+            await asyncio.sleep(SHORT_JOB / 2)
+            if not self.pace.short or not any(self.records.in_state(JobState.TAKEN)):
+                continue
+            now = asyncio.get_running_loop().time()
+            started = [
+                self._sent_at[r.id]
+                for r in self.records.in_state(JobState.RUNNING)
+                if r.id in self._sent_at
+            ]
+            if started and now - min(started) > SHORT_JOB:
+                self.pace.overran(now - min(started))
+                await self._hand_back("a job outran the ones before it")
+
+    async def _hand_back(self, why: str) -> None:
+        """Release the jobs taken but not started (non-batch): others may run them now."""
+        if self.buckets is not None:
+            return
+        waiting = [r for r in self.records.in_state(JobState.TAKEN)]
+        if not waiting:
+            return
+        for record in waiting:
+            self.records.forget(record.id)
+        log.info("handing %d taken job(s) back: %s", len(waiting), why)
+        await self.source.release([r.id for r in waiting])
+        self._slot.set()
 
     # --- the child ---------------------------------------------------------------------------
 
@@ -177,6 +215,7 @@ class Worker:
         old, self.child = self.child, None
         self._ready.clear()
         self._refresh = False  # a fresh child is what a refresh asks for
+        self._sent_at.clear()
         if old is not None:
             old.kill()
         for record in self.records.in_state(JobState.RUNNING):
@@ -244,10 +283,16 @@ class Worker:
         for jobs yet to come, which would grab them from workers sitting idle."""
         return self.capacity if self.buckets is None else self._target()
 
+    def _running_count(self) -> int:
+        return sum(1 for _ in self.records.in_state(JobState.RUNNING))
+
     def _hand_over(self) -> None:
-        """Give taken jobs to the child (as many as it runs at once), or to the buckets."""
+        """Give taken jobs to the child (as many as it runs at once), or to the buckets;
+        none to a child that asked to be replaced (``refresh_worker``)."""
+        if self._refresh and self.buckets is None:
+            return
         now = asyncio.get_running_loop().time()
-        running = sum(1 for _ in self.records.in_state(JobState.RUNNING))
+        running = self._running_count()
         for record in self.records.in_state(JobState.TAKEN):
             if self.buckets is not None:
                 self.records.move(record.id, JobState.BUFFERED)
@@ -329,8 +374,7 @@ class Worker:
             self.records.move(job_id, JobState.REPORTING)
             self._report_result(record, body, is_stream=is_stream)
         self._refresh = self._refresh or refresh
-        if self._refresh and not self.records.slots_used:
-            self._refresh = False
+        if self._refresh and not self._running_count():  # taken jobs wait for the new child
             self._background.add(asyncio.create_task(self._restart_child("worker refresh")))
         self._hand_over()  # a prefetched job starts now
         self._slot.set()
@@ -349,7 +393,8 @@ class Worker:
                 taken = await self.source.done(record.id, body, is_stream=is_stream, take=take)
             finally:
                 self._inbound -= take
-            self.pace.posted(asyncio.get_running_loop().time() - started)
+            # a post retried through an outage says nothing of the usual round trip
+            self.pace.posted(min(asyncio.get_running_loop().time() - started, 1.0))
             if self.records.get(record.id) is record:
                 self.records.forget(record.id)
             for job in taken:
@@ -426,6 +471,7 @@ class Worker:
     def _forget(self, record: JobRecord) -> None:
         if self.records.get(record.id) is record:
             self.records.forget(record.id)
+        self._sent_at.pop(record.id, None)
         self._slot.set()
 
 

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+import orjson
+
 from anypod import errors, types
 from anypod.client import AsyncClient
 from anypod.worker.coalesce import DoneCoalescer
@@ -39,6 +41,10 @@ class JobSource(Protocol):
 
     async def ping(self, job_ids: Sequence[str], *, gpu: str | None) -> None:
         """Say the worker is alive and which jobs it holds."""
+
+    async def release(self, job_ids: Sequence[str]) -> None:
+        """Hand taken jobs back (the worker will not run them); best effort: a job not
+        released goes back anyway when its lease lapses."""
 
     async def stops(self) -> list[str]:
         """Ids of jobs to stop; the server holds the call until there are some."""
@@ -97,6 +103,13 @@ class HttpJobSource:
         assert isinstance(stops, list)
         return stops
 
+    async def release(self, job_ids: Sequence[str]) -> None:
+        ep, wid, ids = self.endpoint, self.worker_id, list(job_ids)
+        try:
+            await self._call(lambda c: c.release(ep, wid, ids))
+        except errors.AnypodError as exc:
+            log.warning("could not hand back %d job(s); their leases will lapse: %s", len(ids), exc)
+
     async def progress(self, job_id: str, body: bytes) -> None:
         await self._deliver(job_id, lambda c: c.done(self.endpoint, self.worker_id, job_id, body))
 
@@ -112,7 +125,12 @@ class HttpJobSource:
         async def send(client: AsyncClient) -> None:
             nonlocal take
             asked, take = take, 0  # a retry asks for none: the take loop has moved on
-            got.extend(await self._results.done(client, job_id, body, is_stream, asked))
+            try:
+                got.extend(await self._results.done(client, job_id, body, is_stream, asked))
+            except errors.PayloadTooLarge as exc:  # fail the job now, saying why: not 3 runs
+                log.error("job %s: result refused as too large: %s", job_id, exc)
+                failed = orjson.dumps({"error": f"the job's result was too large: {exc.message}"})
+                await self._results.done(client, job_id, failed, False)
 
         await self._deliver(job_id, send)
         return got

@@ -30,6 +30,7 @@ JOB_DONE_BATCH = "/v2/{endpoint}/job-done-batch/{worker_id}"  # anypod's; RunPod
 JOB_STREAM = "/v2/{endpoint}/job-stream/{worker_id}/{job_id}"
 PING = "/v2/{endpoint}/ping/{worker_id}"
 JOB_STOP = "/v2/{endpoint}/job-stop/{worker_id}"
+JOB_RELEASE = "/v2/{endpoint}/job-release/{worker_id}"  # anypod's: taken jobs handed back
 
 
 def fill(template: str, **parts: str) -> str:

@@ -136,6 +136,13 @@ class JobDoneBatch(
     """anypod's ``job-done-batch``: several results in one post."""
 
 
+class ReleaseBody(BaseModel):
+    """anypod's ``job-release``: jobs the worker took but will not run (it is stopping, or
+    they were prefetched behind a job that turned out long); back to the queue at once."""
+
+    ids: list[Text] = Field(..., max_length=MAX_DONE_BATCH)
+
+
 class StreamChunk(Model):
     output: Any = Field(None, description="one item a generator handler yielded")
 
@@ -272,6 +279,10 @@ class DoneBatchReply(Ok):
     count: int
     refused: list[Refused]
     next: list[WorkerJob] | None = Field(None, description="jobs claimed for ``?next=``")
+
+
+class Released(BaseModel):
+    released: list[str] = Field(..., description="the ids handed back (those the worker held)")
 
 
 class JobsToStop(BaseModel):
