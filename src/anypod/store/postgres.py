@@ -295,8 +295,9 @@ async def _session(conn: Connection) -> None:
 
 
 async def _keep_session(conn: Connection) -> None:
-    """Pool reset hook: our sessions hold no state worth resetting (only the SET made at connect, no LISTEN or session
-    locks), so skip asyncpg's default reset query, a round trip on every release."""
+    """Pool reset hook: our sessions hold no state worth resetting (only the SET made at
+    connect; no LISTEN or session locks), so skip asyncpg's default reset query, a round trip
+    on every release."""
 
 
 async def _expire(pool: Any) -> None:
