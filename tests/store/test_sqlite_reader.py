@@ -38,3 +38,16 @@ async def test_a_failing_reader_falls_back_to_the_writer(tmp_path: Path) -> None
         assert (await store.get("j")) == new("j").queued()
         store._reader = sqlite3.connect(":memory:")  # no jobs table: an OperationalError
         assert (await store.get("j")) == new("j").queued()
+
+
+async def test_a_large_job_is_read_by_the_writer_thread(tmp_path: Path) -> None:
+    async with SQLiteStore(str(tmp_path / "big.db")) as store:
+        big = jobs.NewJob(
+            id="big", endpoint="ep", input=orjson.dumps({"a": "x" * 400_000}),
+            policy=jobs.Policy(), retention_ms=60_000, max_attempts=3, created_at=T0,
+        )  # fmt: skip
+        await store.submit(big)
+        assert store._reader is not None
+        args = ("big", 256 * 1024)
+        assert store._reader.execute(store.q.GET_SMALL, args).fetchone() is None
+        assert (await store.get("big")) == big.queued()

@@ -143,6 +143,13 @@ class Statements:
         return self._r(f"SELECT {COLUMNS} FROM jobs WHERE id = $1")
 
     @functools.cached_property
+    def GET_SMALL(self) -> str:
+        """$1 id, $2 bytes: the job, if its input, output and error hold at most $2 bytes
+        (a blob's length is in its record header: nothing large is read to decide)."""
+        size = "length(input) + COALESCE(length(output), 0) + COALESCE(length(error), 0)"
+        return self._r(f"SELECT {COLUMNS} FROM jobs WHERE id = $1 AND {size} <= $2")
+
+    @functools.cached_property
     def GET_FOR_UPDATE(self) -> str:
         """$1 id; locks the row until the transaction ends (PostgreSQL)."""
         return self._r(f"SELECT {COLUMNS} FROM jobs WHERE id = $1 {self.d.for_update}")

@@ -35,10 +35,10 @@ class SQLStore(base.Store):
     @abc.abstractmethod
     async def _fetchrow(self, statement: str, args: Sequence[object]) -> sql.Row | None: ...
 
-    async def _lookup(self, statement: str, args: Sequence[object]) -> sql.Row | None:
-        """A row by primary key: a read that is always quick (a backend may serve it on the
-        event loop itself)."""
-        return await self._fetchrow(statement, args)
+    async def _lookup(self, job_id: str) -> sql.Row | None:
+        """A job's row by id, the hottest read (``/status`` polls): a backend may serve the
+        small ones on the event loop itself."""
+        return await self._fetchrow(self.q.GET, (job_id,))
 
     @abc.abstractmethod
     async def _execute(self, statement: str, args: Sequence[object], *, bulk: bool = False) -> int:
@@ -74,7 +74,7 @@ class SQLStore(base.Store):
         return [n.queued() for n in new]
 
     async def get(self, job_id: str) -> jobs.Job | None:
-        return _job(await self._lookup(self.q.GET, (job_id,)))
+        return _job(await self._lookup(job_id))
 
     async def list_jobs(self, query: base.JobQuery) -> list[jobs.Job]:
         statement, params = self.q.list_jobs(query)

@@ -19,6 +19,7 @@ from anypod.store.sql_store import Decide, SQLStore, Step
 from anypod.store.sqlite_connection import BUSY_TIMEOUT, SQLiteConnection
 
 T = TypeVar("T")
+LOOP_READ_BYTES = 256 * 1024  # a job this small is read on the event loop (~tens of us)
 PROBE_BYTES = 8192  # spans new pages, so a full database (or disk) fails the probe
 WRITE_PROBE = (
     "INSERT OR REPLACE INTO worker_tokens (token_hash, endpoint, created_at)"
@@ -102,14 +103,17 @@ class SQLiteStore(SQLStore):
         )
         return row
 
-    async def _lookup(self, statement: str, args: Sequence[object]) -> sql.Row | None:
+    async def _lookup(self, job_id: str) -> sql.Row | None:
+        """On the event loop when the job is small (a large one, or none: the thread)."""
         if self._reader is not None:
             try:
-                row: sql.Row | None = self._reader.execute(statement, args).fetchone()
-                return row
+                args = (job_id, LOOP_READ_BYTES)
+                row: sql.Row | None = self._reader.execute(self.q.GET_SMALL, args).fetchone()
+                if row is not None:
+                    return row
             except sqlite3.Error:
                 pass  # busy or failing: the writer's thread waits, retries and reports it
-        return await self._fetchrow(statement, args)
+        return await self._fetchrow(self.q.GET, (job_id,))
 
     async def _execute(self, statement: str, args: Sequence[object], *, bulk: bool = False) -> int:
         return await self._run(lambda conn: conn.execute(statement, args).rowcount)

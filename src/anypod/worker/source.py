@@ -17,6 +17,7 @@ import orjson
 
 from anypod import errors, types
 from anypod.client import AsyncClient
+from anypod.protocols.runpod.limits import MAX_PING_IDS
 from anypod.worker.coalesce import DoneCoalescer
 
 log = logging.getLogger("anypod.worker")
@@ -96,7 +97,13 @@ class HttpJobSource:
         return taken
 
     async def ping(self, job_ids: Sequence[str], *, gpu: str | None) -> None:
-        await self._call(lambda c: c.ping(self.endpoint, self.worker_id, list(job_ids), gpu=gpu))
+        """One ping per ``MAX_PING_IDS`` held jobs (a server refuses longer lists)."""
+        ids, step = list(job_ids), MAX_PING_IDS
+        for part in [ids[i : i + step] for i in range(0, len(ids), step)] or [[]]:
+            await self._ping(part, gpu)
+
+    async def _ping(self, part: list[str], gpu: str | None) -> None:
+        await self._call(lambda c: c.ping(self.endpoint, self.worker_id, part, gpu=gpu))
 
     async def stops(self) -> list[str]:
         stops = await self._call(lambda c: c.stops(self.endpoint, self.worker_id))

@@ -5,13 +5,13 @@ ping's query is a :class:`store.WorkerInfo`."""
 from __future__ import annotations
 
 from anypod import errors, jobs, types
-from anypod.protocols.runpod import schemas
+from anypod.protocols.runpod import limits, schemas
 from anypod.protocols.runpod.submission import encode
 from anypod.store import WorkerInfo
 
 MAX_LABEL = 300  # characters kept of a ping's free text (GPU name, version, unhealthy reason)
 MAX_ID = 128  # characters in a worker id or a job id a worker names
-MAX_HELD = 1024  # job ids one ping may list (a worker holds at most a few batches)
+MAX_HELD = limits.MAX_PING_IDS
 
 
 def worker_id(value: str) -> str:
