@@ -411,7 +411,7 @@ class JobService:
 
     async def ping(self, worker: WorkerInfo) -> None:
         lease_until = self.clock() + self.timing.lease
-        stale = await self.store.renew_leases(worker, lease_until, live_since=self._seen_since())
+        stale = await self.store.renew_leases(worker, lease_until)
         if stale:
             self._request_stop(worker.endpoint, worker.id, stale)
 

@@ -68,17 +68,19 @@ async def test_job_done_batch_answers_per_item(api: Api) -> None:
     assert (await status(api, b))["status"] == "IN_QUEUE"
 
 
-async def test_ping_cannot_take_over_another_endpoints_worker(api: Api) -> None:
+async def test_a_worker_id_on_another_endpoint_is_another_worker(api: Api) -> None:
     other = {"Authorization": await api.service.mint_worker_token("other")}
     (job,) = await submit(api)
-    await api.http.get("/v2/ep/job-take/w1", headers=api.worker_headers())
-    assert (
-        await api.http.get(f"/v2/ep/ping/w1?job_id={job}", headers=api.worker_headers())
-    ).status_code == 200
-    hijack = await api.http.get(f"/v2/other/ping/w1?job_id={job}", headers=other)
-    assert hijack.status_code == 409
-    (seen,) = await api.service.store.workers(None, 0)
-    assert seen.endpoint == "ep"
+    h = api.worker_headers()
+    await api.http.get("/v2/ep/job-take/w1", headers=h)
+    assert (await api.http.get(f"/v2/ep/ping/w1?job_id={job}", headers=h)).status_code == 200
+    same_id = await api.http.get(f"/v2/other/ping/w1?job_id={job}", headers=other)
+    assert same_id.status_code == 200  # its own worker: it renews nothing of ep's
+    seen = await api.service.store.workers(None, 0)
+    assert sorted(w.endpoint for w in seen) == ["ep", "other"]
+    stops = await api.http.get("/v2/other/job-stop/w1", headers=other)
+    assert stops.json() == {"jobsToStop": [job]}  # "not yours": told to drop it
+    assert (await api.http.get(f"/v2/ep/status/{job}")).json()["status"] == "IN_PROGRESS"
 
 
 async def test_job_stop_is_per_endpoint(api: Api) -> None:

@@ -420,7 +420,7 @@ async def test_replicas_migrating_at_once_apply_each_version_once(
         conn = await asyncpg.connect(url)
         versions = [r[0] for r in await conn.fetch("SELECT version FROM anypod_schema")]
         await conn.close()
-        assert versions == [1, 2, 3]
+        assert versions == [1, 2, 3, 4]
     finally:
         await asyncio.gather(*(r.close() for r in replicas))
 

@@ -252,7 +252,6 @@ ROUTES: list[Route] = [
         "Heartbeat; renews leases",
         {200: rp.Ok},
         400,
-        409,
         query=rp.PingQuery,
     ),
     worker(

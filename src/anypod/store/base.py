@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Self
 
-from anypod import errors, jobs, types
+from anypod import jobs, types
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +72,6 @@ class JobQuery:
     owner: str | None = None
     limit: int = 100
     before_seq: int | None = None
-
-
-def worker_id_in_use(worker_id: str) -> errors.Conflict:
-    return errors.Conflict(
-        f"worker id {worker_id!r} is in use by a live worker of another endpoint"
-    )
 
 
 class Outage:
@@ -206,14 +200,12 @@ class Store(abc.ABC):
         """Return and remove the chunks not yet returned, oldest first."""
 
     @abc.abstractmethod
-    async def renew_leases(
-        self, worker: WorkerInfo, lease_until: float, *, live_since: float
-    ) -> list[str]:
-        """Record a ping. Extend the leases of the listed jobs the worker holds.
+    async def renew_leases(self, worker: WorkerInfo, lease_until: float) -> list[str]:
+        """Record a ping (a worker is known by endpoint and id). Extend the leases of the
+        listed jobs the worker holds.
 
         Returns the listed ids the worker should stop: jobs that are terminal, unknown, or now
-        belong to another worker. Raises :class:`errors.Conflict` (nothing changed) when the
-        worker id belongs to a worker of another endpoint seen since ``live_since``.
+        belong to another worker.
         """
 
     @abc.abstractmethod

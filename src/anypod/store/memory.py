@@ -29,7 +29,7 @@ class MemoryStore(base.Store):
         self._entries: dict[str, _Entry] = {}
         self._seq = itertools.count(1)
         self._chunks: dict[str, list[types.RawJSON]] = {}
-        self._workers: dict[str, base.WorkerInfo] = {}
+        self._workers: dict[tuple[str, str], base.WorkerInfo] = {}  # (endpoint, id) → ping
         self._tokens: dict[str, str] = {}
         self._open = False
 
@@ -157,14 +157,9 @@ class MemoryStore(base.Store):
         self._check_open()
         return self._chunks.pop(job_id, [])
 
-    async def renew_leases(
-        self, worker: base.WorkerInfo, lease_until: float, *, live_since: float
-    ) -> list[str]:
+    async def renew_leases(self, worker: base.WorkerInfo, lease_until: float) -> list[str]:
         self._check_open()
-        known = self._workers.get(worker.id)
-        if known and known.endpoint != worker.endpoint and known.last_seen >= live_since:
-            raise base.worker_id_in_use(worker.id)
-        self._workers[worker.id] = worker
+        self._workers[(worker.endpoint, worker.id)] = worker
         holder = jobs.Holder(worker_id=worker.id, endpoint=worker.endpoint)
         stale = []
         for job_id in worker.job_ids:
@@ -187,7 +182,7 @@ class MemoryStore(base.Store):
             for w in self._workers.values()
             if w.last_seen >= seen_since and endpoint in (None, w.endpoint)
         ]
-        return sorted(seen, key=lambda w: w.id)
+        return sorted(seen, key=lambda w: (w.id, w.endpoint))
 
     # --- sweeping ----------------------------------------------------------------------------
 

@@ -261,14 +261,12 @@ class Statements:
 
     @functools.cached_property
     def UPSERT_WORKER(self) -> str:
-        """The :data:`WORKER_COLUMNS` of a ping, $1..$7 → the id, unless the worker id is
-        in use on another endpoint by a worker seen since $8 (then no row, nothing changed)."""
+        """The :data:`WORKER_COLUMNS` of a ping, $1..$7 (a worker is its endpoint's)."""
         return self._r(
             f"INSERT INTO workers ({WORKER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            " ON CONFLICT (id) DO UPDATE SET endpoint = excluded.endpoint,"
-            " last_seen = excluded.last_seen, job_ids = excluded.job_ids, gpu = excluded.gpu,"
-            " version = excluded.version, unhealthy = excluded.unhealthy"
-            " WHERE workers.endpoint = excluded.endpoint OR workers.last_seen < $8 RETURNING id"
+            " ON CONFLICT (endpoint, id) DO UPDATE SET last_seen = excluded.last_seen,"
+            " job_ids = excluded.job_ids, gpu = excluded.gpu, version = excluded.version,"
+            " unhealthy = excluded.unhealthy"
         )
 
     @functools.cached_property
@@ -293,7 +291,7 @@ class Statements:
         """$1 seen_since, $2 endpoint or NULL for all."""
         return self._r(
             f"SELECT {WORKER_COLUMNS} FROM workers WHERE last_seen >= $1"
-            f" AND ({self.d.cast(2, self.d.text)} IS NULL OR endpoint = $2) ORDER BY id"
+            f" AND ({self.d.cast(2, self.d.text)} IS NULL OR endpoint = $2) ORDER BY id, endpoint"
         )
 
     # --- sweeping ------------------------------------------------------------------------------

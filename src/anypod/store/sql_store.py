@@ -142,17 +142,13 @@ class SQLStore(base.Store):
         rows = await self._fetch(self.q.DRAIN_STREAM, (job_id,))
         return [r[1] for r in sorted(rows, key=lambda r: r[0])]
 
-    async def renew_leases(
-        self, worker: base.WorkerInfo, lease_until: float, *, live_since: float
-    ) -> list[str]:
+    async def renew_leases(self, worker: base.WorkerInfo, lease_until: float) -> list[str]:
         w, ids = worker, self.dialect.encode_ids(worker.job_ids)
-        seen = (w.id, w.endpoint, w.last_seen, ids, w.gpu, w.version, w.unhealthy, live_since)
+        seen = (w.id, w.endpoint, w.last_seen, ids, w.gpu, w.version, w.unhealthy)
         steps: list[Step] = [(self.q.UPSERT_WORKER, seen)]
         if w.job_ids:
             steps.append((self.q.RENEW_LEASES, (lease_until, ids, w.id, w.endpoint)))
         results = await self._script(steps)
-        if not results[0]:
-            raise base.worker_id_in_use(w.id)
         mine = {r[0] for r in results[1]} if w.job_ids else set()
         return [j for j in w.job_ids if j not in mine]
 
