@@ -44,14 +44,15 @@ class Limits:
     still room for a list of 250k numbers. Larger arrays belong in a string (base64) or a URL.
     ``json_depth``: orjson decodes 1,024 levels but encodes only 254, and stored JSON is
     embedded again (a worker's job, its output, a batch, a webhook): 128 leaves that room.
-    ``report_json_values``: a worker's result (a batch of embeddings is a million floats) comes
-    from a holder of the endpoint's token; refusing it would only make the job run again."""
+    ``report_json_values``: a worker's result (256 embeddings of 1,024 floats: 263k values) comes
+    from a holder of the endpoint's token, and a refused result fails its job; 1M values keep
+    one such body under ~70 MB decoded (the memory test's bound holds)."""
 
     run: int = 10 * 1024 * 1024
     runsync: int = 20 * 1024 * 1024
     report: int = 64 * 1024 * 1024
     json_values: int = 262_144
-    report_json_values: int = 16 * 1024 * 1024
+    report_json_values: int = 1024 * 1024
     json_depth: int = 128
 
     def for_body(self, name: str) -> Limits:
