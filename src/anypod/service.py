@@ -430,6 +430,8 @@ class JobService:
     # --- shared bookkeeping ------------------------------------------------------------------
 
     def _request_stop(self, endpoint: str, worker_id: str, job_ids: list[str]) -> None:
+        if len(self._stops) >= MAX_WORKERS_NOTED:  # workers that never poll job-stop
+            self._stops.clear()  # their jobs' leases still lapse; stops reach pollers anew
         self._stops.setdefault((endpoint, worker_id), set()).update(job_ids)
         self.notifier.notify(notifier.stop_topic(endpoint, worker_id), ",".join(job_ids))
 

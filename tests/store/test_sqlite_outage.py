@@ -193,3 +193,15 @@ async def test_busy_wait_retries_until_the_lock_is_free(
     began = time.monotonic()
     _, submitted = await asyncio.gather(release_soon(), store.submit(new_job("waited")))
     assert submitted.id == "waited" and 0.4 < time.monotonic() - began < BUSY_TIMEOUT
+
+
+async def test_health_says_down_when_the_writer_is_stuck(tmp_path: Path) -> None:
+    async with SQLiteStore(str(tmp_path / "stuck.db"), busy_timeout=0.5) as store:
+        stuck = asyncio.ensure_future(store._db.run(lambda conn: time.sleep(4)))  # a stalled disk
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(errors.StoreUnavailable, match="did not answer"):
+            await store.ping()
+        assert time.monotonic() - started < 3.5
+        await stuck
+        await store.ping()  # answered again

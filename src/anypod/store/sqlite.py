@@ -8,6 +8,7 @@ What the store does is :class:`SQLStore`'s.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from anypod.store.sqlite_connection import BUSY_TIMEOUT, SQLiteConnection
 
 T = TypeVar("T")
 LOOP_READ_BYTES = 256 * 1024  # a job this small is read on the event loop (~tens of us)
+PING_TIMEOUT = 2.0  # beyond the busy timeout: the writer's thread is stuck (a stalled disk)
 PROBE_BYTES = 8192  # spans new pages, so a full database (or disk) fails the probe
 WRITE_PROBE = (
     "INSERT OR REPLACE INTO worker_tokens (token_hash, endpoint, created_at)"
@@ -64,8 +66,13 @@ class SQLiteStore(SQLStore):
         """Every statement takes the write lock, so this fails while another process holds it.
         A full disk still lets reads through: after a write failed, the ping writes too (a row
         in and out again in one transaction, so the file does not grow), and passes only when
-        that commits."""
-        await self._db.run(self._probe)
+        that commits. Unanswered after ``PING_TIMEOUT`` (a stalled disk, a lock held past the
+        busy timeout): down."""
+        try:
+            async with asyncio.timeout(PING_TIMEOUT + self._db.busy_timeout):
+                await self._db.run(self._probe)
+        except TimeoutError:
+            raise errors.StoreUnavailable(f"sqlite:///{self.path} did not answer") from None
 
     def _probe(self, conn: sqlite3.Connection) -> None:
         conn.execute("SELECT 1").fetchone()

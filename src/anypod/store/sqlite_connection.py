@@ -72,6 +72,10 @@ class SQLiteConnection:
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
 
+    @property
+    def busy_timeout(self) -> float:
+        return self._busy_timeout
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name="anypod-sqlite", daemon=True)
         self._thread.start()
