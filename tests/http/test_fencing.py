@@ -91,3 +91,20 @@ async def test_job_stop_is_per_endpoint(api: Api) -> None:
     assert (await api.http.get("/v2/other/job-stop/w1", headers=other)).status_code == 204
     reply = await api.http.get("/v2/ep/job-stop/w1", headers=api.worker_headers())
     assert reply.json() == {"jobsToStop": [job]}
+
+
+async def test_job_release_hands_back_only_the_workers_own_jobs(api: Api) -> None:
+    a, b = await submit(api, 2)
+    h = api.worker_headers()
+    await api.http.get("/v2/ep/job-take/w1", headers=h)  # a
+    await api.http.get("/v2/ep/job-take/w2", headers=h)  # b
+    reply = await api.http.post("/v2/ep/job-release/w1", json={"ids": [a, b, "ghost"]}, headers=h)
+    assert reply.status_code == 200 and reply.json() == {"released": [a]}
+    back = await status(api, a)
+    assert back["status"] == "IN_QUEUE" and "workerId" not in back
+    assert (await status(api, b))["status"] == "IN_PROGRESS"
+    other = {"Authorization": await api.service.mint_worker_token("other")}
+    reply = await api.http.post("/v2/other/job-release/w2", json={"ids": [b]}, headers=other)
+    assert reply.json() == {"released": []}
+    bad = await api.http.post("/v2/ep/job-release/w1", json={"ids": "x"}, headers=h)
+    assert bad.status_code == 400 and bad.json()["field"] == "ids"
