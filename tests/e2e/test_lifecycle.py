@@ -179,3 +179,11 @@ def test_jobs_sent_while_the_handler_respawns_wait_for_the_new_one(serve: Any) -
     # those the crash took down with it fail saying so; none fails for want of a handler
     assert all("killed by SIGKILL" in d["error"] for d in failed), failed
     assert len(failed) <= 1, failed
+
+
+def test_a_result_too_large_for_the_server_fails_its_job_at_once(serve: Any) -> None:
+    s = serve("echo", env={"ANYPOD_RESULT_MAX_BYTES": "2000"})
+    started = time.monotonic()
+    done = runsync(s.url, "echo", {"blob": "x" * 5000})
+    assert done["status"] == "FAILED" and "too large" in done["error"], done
+    assert time.monotonic() - started < 10  # not three runs, each after a lapsed lease
