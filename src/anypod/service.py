@@ -22,11 +22,11 @@ from typing import Any
 
 from anypod import errors, jobs, notifier, types
 from anypod.endpoints import Endpoint
+from anypod.presence import MAX_WORKERS_NOTED, Presence
 from anypod.store import Counts, Store, WorkerInfo
 
 log = logging.getLogger(__name__)
 S = jobs.JobStatus
-MAX_WORKERS_NOTED = 10_000  # workers whose last job-take /health remembers, per replica
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -98,8 +98,7 @@ class JobService:
         self._stops: dict[tuple[str, str], set[str]] = {}  # (endpoint, worker) → job ids
         self._tokens: dict[str, str] = {}
         self._counts: dict[str, tuple[float, Counts]] = {}
-        self._taking: dict[tuple[str, str], float] = {}  # (endpoint, worker) → last job-take
-        self._hung_up: dict[tuple[str, str], float] = {}  # → when its job-take hung up
+        self._presence = Presence()
 
     def endpoint(self, name: str) -> Endpoint:
         try:
@@ -233,11 +232,7 @@ class JobService:
         since = self._seen_since()
         seen = await self.store.workers(endpoint, since)
         running = await self.store.holders(endpoint)
-        active = {w.id: w.last_seen for w in seen}
-        for (ep, worker), at in self._taking.items():
-            if ep == endpoint and at >= since:
-                active[worker] = max(active.get(worker, at), at)
-        live = {w for w, at in active.items() if self._hung_up.get((endpoint, w), 0.0) < at}
+        live = self._presence.live(endpoint, ((w.id, w.last_seen) for w in seen), since)
         unhealthy = {w.id for w in seen if w.unhealthy} & live - running
         return EndpointHealth(
             counts=counts,
@@ -302,11 +297,11 @@ class JobService:
         claim made just as it went is released at once (it never got the jobs)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.timing.take_hold if hold else 0.0)
-        self._note(self._taking, endpoint, worker_id)
+        self._presence.took(endpoint, worker_id, self.clock(), self._seen_since())
         while True:
             with self.notifier.listen(notifier.queue_topic(endpoint)) as listener:
                 if gone is not None and gone.is_set():
-                    self._note(self._hung_up, endpoint, worker_id)
+                    self._presence.hung_up(endpoint, worker_id, self.clock(), self._seen_since())
                     return []
                 claim = jobs.claim(worker_id, self.clock(), self.timing.lease)
                 taken = await self.store.claim(endpoint, limit, claim)
@@ -317,16 +312,6 @@ class JobService:
                     return taken
                 await _first(listener.wait(remaining), gone)
 
-    def _note(self, seen: dict[tuple[str, str], float], endpoint: str, worker_id: str) -> None:
-        """Remember when a worker did something; forget the long quiet ones (bounded)."""
-        if len(seen) >= MAX_WORKERS_NOTED:
-            since = self._seen_since()
-            for key in [k for k, at in seen.items() if at < since]:
-                del seen[key]
-            if len(seen) >= MAX_WORKERS_NOTED:
-                seen.clear()
-        seen[(endpoint, worker_id)] = self.clock()
-
     async def _unless_gone(
         self, endpoint: str, worker_id: str, taken: list[jobs.Job], gone: asyncio.Event
     ) -> list[jobs.Job]:
@@ -334,7 +319,7 @@ class JobService:
             await asyncio.sleep(0)
         if not gone.is_set():
             return taken
-        self._note(self._hung_up, endpoint, worker_id)
+        self._presence.hung_up(endpoint, worker_id, self.clock(), self._seen_since())
         holder = jobs.Holder(worker_id=worker_id, endpoint=endpoint)
         released = await self.release(holder, [j.id for j in taken])
         log.info("worker %r hung up before its jobs were sent; released %s", worker_id, released)

@@ -16,7 +16,8 @@ import pytest
 from anypod import types
 from anypod.worker.memory_source import MemoryJobSource
 from anypod.worker.options import WorkerOptions
-from anypod.worker.parent import MAX_PREFETCH, Worker
+from anypod.worker.pace import MAX_PREFETCH
+from anypod.worker.parent import Worker
 from anypod.worker.records import JobState, Records
 
 Start = Callable[..., Any]

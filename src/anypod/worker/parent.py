@@ -21,6 +21,7 @@ from anypod import batching, errors, types
 from anypod.protocols.runpod.worker_env import handler_env
 from anypod.worker import events, gpu
 from anypod.worker.options import WorkerOptions
+from anypod.worker.pace import SHORT_JOB, Pace
 from anypod.worker.process import ChildProcess
 from anypod.worker.records import JobRecord, JobState, Records
 from anypod.worker.source import HttpJobSource, JobSource
@@ -29,50 +30,7 @@ log = logging.getLogger("anypod.worker")
 Post = Callable[[], Awaitable[None]]
 FATAL = (errors.Unauthorized, errors.EndpointNotFound)
 """A job-take answered with these will be answered the same way forever."""
-SHORT_JOB = 0.05  # seconds: prefetch holds at most this much work beyond what runs
-MAX_PREFETCH = 256  # jobs held beyond what runs, however short they are
 INBOUND_PATIENCE = 1.0  # seconds the take loop waits for jobs a result's answer may carry
-
-
-class Pace:
-    """How long the handler's jobs take, and a result's round trip to the server, lately
-    (exponential averages).
-
-    A worker holds jobs beyond what it runs only while jobs are short (under ``SHORT_JOB`` on
-    average), and only enough to cover ``SHORT_JOB`` or two round trips, whichever is longer:
-    then the next job is ready the moment one ends, and the server's answer (slow under load)
-    leaves the critical path. Long jobs are never held back from other workers (prefetch
-    would hoard them)."""
-
-    def __init__(self) -> None:
-        self.average: float | None = None  # unknown until a job has run: assume long
-        self.round_trip = 0.0
-
-    def ran(self, seconds: float) -> None:
-        self.average = _ewma(self.average, seconds)
-
-    def overran(self, seconds: float) -> None:
-        """A job has run ``seconds`` and is not done: jobs are long now."""
-        self.average = max(self.average or 0.0, seconds)
-
-    def posted(self, seconds: float) -> None:
-        self.round_trip = _ewma(self.round_trip or None, seconds)
-
-    @property
-    def short(self) -> bool:
-        return self.average is not None and self.average < SHORT_JOB
-
-    @property
-    def prefetch(self) -> int:
-        """Jobs worth holding beyond what runs."""
-        if self.average is None or not self.short:
-            return 0
-        cover = max(SHORT_JOB, 2 * self.round_trip)
-        return max(1, min(MAX_PREFETCH, int(cover / max(self.average, 1e-6))))
-
-
-def _ewma(average: float | None, sample: float) -> float:
-    return sample if average is None else 0.8 * average + 0.2 * sample
 
 
 class Worker:
@@ -283,16 +241,13 @@ class Worker:
         for jobs yet to come, which would grab them from workers sitting idle."""
         return self.capacity if self.buckets is None else self._target()
 
-    def _running_count(self) -> int:
-        return sum(1 for _ in self.records.in_state(JobState.RUNNING))
-
     def _hand_over(self) -> None:
         """Give taken jobs to the child (as many as it runs at once), or to the buckets;
         none to a child that asked to be replaced (``refresh_worker``)."""
         if self._refresh and self.buckets is None:
             return
         now = asyncio.get_running_loop().time()
-        running = self._running_count()
+        running = self.records.running
         for record in self.records.in_state(JobState.TAKEN):
             if self.buckets is not None:
                 self.records.move(record.id, JobState.BUFFERED)
@@ -374,7 +329,7 @@ class Worker:
             self.records.move(job_id, JobState.REPORTING)
             self._report_result(record, body, is_stream=is_stream)
         self._refresh = self._refresh or refresh
-        if self._refresh and not self._running_count():  # taken jobs wait for the new child
+        if self._refresh and not self.records.running:  # taken jobs wait for the new child
             self._background.add(asyncio.create_task(self._restart_child("worker refresh")))
         self._hand_over()  # a prefetched job starts now
         self._slot.set()

@@ -83,5 +83,10 @@ class Records:
         """Jobs taken and not finished: what counts against the worker's capacity."""
         return sum(1 for r in self._by_id.values() if r.state in HOLDING_A_SLOT)
 
+    @property
+    def running(self) -> int:
+        """Jobs the handler process has (or has been sent)."""
+        return sum(1 for r in self._by_id.values() if r.state is JobState.RUNNING)
+
     def running_batches(self) -> int:
         return len({r.batch for r in self.in_state(JobState.RUNNING) if r.batch})
