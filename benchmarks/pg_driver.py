@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 from anypod import jobs
-from anypod.store import from_url, sql
+from anypod.store import from_url, sealing, sql
 from benchmarks.harness import load, pg, procs, report, stats, sut
 
 Run = Callable[[str, tuple[object, ...]], Awaitable[Any]]
@@ -95,7 +95,7 @@ def operation(phase: str, i: int, tag: str) -> tuple[str, tuple[object, ...]]:
             max_attempts=3,
             created_at=now,
         )
-        return q.SUBMIT, sql.insert_values(new)
+        return q.SUBMIT, sql.insert_values(new, sealing.PLAIN)
     if phase == "claim":  # $1 worker, $2 now, $3 lease_until, $4 endpoint, $5 limit
         return q.CLAIM, (f"w{i % 8}", now, now + 30, tag, 1)
     output = b'{"image": "s3://bucket/x.png"}'  # $1 status, $2 output, $3 error, $4 now, $5, $6 id

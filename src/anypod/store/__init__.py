@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 
 from anypod import errors
 from anypod.store.base import Counts, JobQuery, Store, WorkerInfo
+from anypod.store.sealing import PLAIN, Keyring
 
-__all__ = ["Counts", "JobQuery", "Store", "WorkerInfo", "from_url", "sqlite_path"]
+__all__ = ["Counts", "JobQuery", "Keyring", "Store", "WorkerInfo", "from_url", "sqlite_path"]
 
 
 def sqlite_path(url: str) -> str:
@@ -21,12 +22,13 @@ def sqlite_path(url: str) -> str:
     return path
 
 
-def from_url(url: str, *, migrate: bool = False) -> Store:
+def from_url(url: str, *, migrate: bool = False, keys: Keyring = PLAIN) -> Store:
     """Build (not open) the store for ``url``: ``sqlite:///file.db``, ``postgresql://...`` or
     ``memory://`` (nothing kept; for tests).
 
     ``migrate=True`` applies pending schema migrations on open; otherwise an outdated schema
-    makes :meth:`Store.open` raise :class:`errors.SchemaMismatch`.
+    makes :meth:`Store.open` raise :class:`errors.SchemaMismatch`. ``keys`` seals job values at
+    rest in the SQL stores (:mod:`store.sealing`); the memory store keeps nothing at rest.
     """
     scheme = urlsplit(url).scheme
     if scheme == "memory":
@@ -39,7 +41,7 @@ def from_url(url: str, *, migrate: bool = False) -> Store:
         path = sqlite_path(url)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return SQLiteStore(path, migrate=migrate)
+        return SQLiteStore(path, migrate=migrate, keys=keys)
     if scheme in ("postgres", "postgresql"):
         try:
             from anypod.store.postgres import PostgresStore
@@ -47,7 +49,7 @@ def from_url(url: str, *, migrate: bool = False) -> Store:
             raise errors.ConfigError(
                 "the PostgreSQL store needs: pip install 'anypod[postgres]'"
             ) from exc
-        store: Store = PostgresStore(url, migrate=migrate)
+        store: Store = PostgresStore(url, migrate=migrate, keys=keys)
         return store
     raise errors.ConfigError(
         f"unsupported database URL {url!r}: use sqlite:///, postgresql:// or memory://"

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from anypod import errors, jobs
-from anypod.store import migrations, sql
+from anypod.store import migrations, sealing, sql
 from anypod.store.base import Outage
 from anypod.store.sql_store import Decide, SQLStore, Step
 
@@ -91,8 +91,10 @@ class PostgresStore(SQLStore):
         timeout: float = TIMEOUT,
         ping_timeout: float = PING_TIMEOUT,
         command_timeout: float = BULK_TIMEOUT,
+        keys: sealing.Keyring = sealing.PLAIN,
     ) -> None:
         self.url = url
+        self.keys = keys
         self._migrate = migrate
         self._min = min_connections
         self._max = max_connections
@@ -236,9 +238,16 @@ class PostgresStore(SQLStore):
     async def _execute_many(self, statement: str, args: Sequence[Sequence[object]]) -> None:
         await self._in_transaction(lambda c: c.executemany(statement, args))
 
-    async def _script(self, steps: Sequence[Step]) -> list[list[sql.Row]]:
+    async def _script(
+        self, steps: Sequence[Step], *, refuse: sql.Refuse | None = None
+    ) -> list[list[sql.Row]]:
         async def run(conn: Connection) -> list[list[sql.Row]]:
-            return [await conn.fetch(s, *a) for s, a in steps]
+            results: list[list[sql.Row]] = []
+            for i, (statement, args) in enumerate(steps):
+                results.append(await conn.fetch(statement, *args))
+                if refuse is not None and refuse(i, results[-1]):
+                    raise sql.Refused(results)  # leaving the transaction rolls it back
+            return results
 
         return await self._in_transaction(run)
 
@@ -249,7 +258,7 @@ class PostgresStore(SQLStore):
             row = await conn.fetchrow(self.q.GET_FOR_UPDATE, job_id)
             if row is None:
                 return None
-            job = sql.row_to_job(row)
+            job = sql.row_to_job(row, self.keys)
             return job, [await conn.fetch(s, *a) for s, a in decide(job)]
 
         return await self._in_transaction(run)

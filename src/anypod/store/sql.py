@@ -8,6 +8,10 @@ implicit transaction in one round trip. The status guards come from :mod:`anypod
 move's ``SOURCES``), and each statement does what :func:`jobs.apply` does to a job.
 
 Schema changes live in ``migrations/<dialect>/NNNN_name.sql``.
+
+The row codec (the functions under "rows") seals job values on the way in and opens them on the
+way out with the store's :class:`sealing.Keyring`, bound to their column and job id: input,
+output (and progress), error, s3_config, stream chunks. No statement reads inside them.
 """
 
 from __future__ import annotations
@@ -20,11 +24,25 @@ from typing import Any
 
 import orjson
 
-from anypod import jobs
-from anypod.store import base
+from anypod import jobs, types
+from anypod.store import base, sealing
 
 S = jobs.JobStatus
 Row = Sequence[Any]
+Step = tuple[str, Sequence[object]]
+"""One statement and its parameters."""
+Refuse = Callable[[int, list[Row]], bool]
+"""Called after step ``i`` of a script with its rows: True gives up, rolling it all back."""
+
+
+class Refused(Exception):
+    """A script given up by its ``refuse``: rolled back; ``results`` are the steps' rows up
+    to the one refused."""
+
+    def __init__(self, results: list[list[Row]]) -> None:
+        super().__init__("refused")
+        self.results = results
+
 
 COLUMNS = (
     "seq, id, endpoint, status, input, output, error, webhook, s3_config, execution_timeout_ms, "
@@ -164,6 +182,15 @@ class Statements:
         )
 
     @functools.cached_property
+    def COUNTS_OF(self) -> str:
+        """COUNTS, of the jobs whose owner is in the list $2."""
+        return self._r(
+            "SELECT status, COUNT(*),"
+            " SUM(CASE WHEN attempts > 1 OR retries > 0 THEN 1 ELSE 0 END)"
+            f" FROM jobs WHERE endpoint = $1 AND owner {self.d.any_of(2)} GROUP BY status"
+        )
+
+    @functools.cached_property
     def END(self) -> str:
         """:class:`jobs.End` (see ``_end_set``), $6 id."""
         return self._r(
@@ -203,9 +230,16 @@ class Statements:
 
     @functools.cached_property
     def PURGE_QUEUE(self) -> str:
-        """:class:`jobs.End` (see ``_end_set``) for every queued job of $6 endpoint."""
+        """:class:`jobs.End` (see ``_end_set``) for every queued job of $6 endpoint → the
+        owner of each."""
         where = f"WHERE endpoint = $6 AND status = '{S.IN_QUEUE}'"
-        return self._r(f"UPDATE jobs {self._end_set()} {where}")
+        return self._r(f"UPDATE jobs {self._end_set()} {where} RETURNING owner")
+
+    @functools.cached_property
+    def PURGE_QUEUE_OF(self) -> str:
+        """PURGE_QUEUE, of the jobs whose owner is in the list $7."""
+        where = f"WHERE endpoint = $6 AND status = '{S.IN_QUEUE}' AND owner {self.d.any_of(7)}"
+        return self._r(f"UPDATE jobs {self._end_set()} {where} RETURNING owner")
 
     @functools.cached_property
     def RETRY(self) -> str:
@@ -353,20 +387,6 @@ class Statements:
             " webhook_next_at = $2 WHERE id = $3"
         )
 
-    # --- credentials ---------------------------------------------------------------------------
-
-    @functools.cached_property
-    def ADD_WORKER_TOKEN(self) -> str:
-        """$1 token hash, $2 endpoint, $3 now."""
-        return self._r(
-            "INSERT INTO worker_tokens (token_hash, endpoint, created_at) VALUES ($1, $2, $3)"
-        )
-
-    @functools.cached_property
-    def WORKER_TOKEN(self) -> str:
-        """$1 token hash → endpoint."""
-        return self._r("SELECT endpoint FROM worker_tokens WHERE token_hash = $1")
-
     def list_jobs(self, query: base.JobQuery) -> tuple[str, list[object]]:
         """One page of the queue browser , newest first."""
         clauses: list[str] = []
@@ -395,15 +415,15 @@ def for_dialect(name: str) -> Statements:
 # --- rows ------------------------------------------------------------------------------------
 
 
-def insert_values(new: jobs.NewJob) -> tuple[object, ...]:
+def insert_values(new: jobs.NewJob, keys: sealing.Keyring) -> tuple[object, ...]:
     """Values for SUBMIT, in :data:`INSERT_COLUMNS` order."""
     return (
         new.id,
         new.endpoint,
         new.priority,
-        new.input,
+        keys.seal(new.input, "input", new.id),
         new.webhook,
-        new.s3_config,
+        _seal(keys, new.s3_config, "s3_config", new.id),
         new.policy.execution_timeout_ms,
         new.policy.ttl_ms,
         new.policy.low_priority,
@@ -415,12 +435,17 @@ def insert_values(new: jobs.NewJob) -> tuple[object, ...]:
     )
 
 
-def end_values(end: jobs.End) -> tuple[object, ...]:
-    """$1..$5 of END, END_HELD and PURGE_QUEUE."""
-    return (end.status.value, end.output, end.error, end.finished_at, end.stop_pod)
+def end_values(end: jobs.End, keys: sealing.Keyring, job_id: str | None) -> tuple[object, ...]:
+    """$1..$5 of END, END_HELD and PURGE_QUEUE (``job_id`` None: the end of many jobs, which
+    a sealing keyring refuses when it carries output or error: each is sealed to its job)."""
+    output = _seal(keys, end.output, "output", job_id)
+    error = _seal(keys, end.error, "error", job_id)
+    return (end.status.value, output, error, end.finished_at, end.stop_pod)
 
 
-def end_many_values(ends: Sequence[tuple[str, jobs.End]]) -> tuple[object, ...] | None:
+def end_many_values(
+    ends: Sequence[tuple[str, jobs.End]], keys: sealing.Keyring
+) -> tuple[object, ...] | None:
     """The parameters of END_HELD_MANY, or None when the ends are not one holder's results
     at one time (then each goes alone)."""
     holder, now = ends[0][1].holder, ends[0][1].finished_at
@@ -431,9 +456,9 @@ def end_many_values(ends: Sequence[tuple[str, jobs.End]]) -> tuple[object, ...] 
     return (
         [job_id for job_id, _ in ends],
         [e.status.value for _, e in ends],
-        [e.output for _, e in ends],
+        [_seal(keys, e.output, "output", job_id) for job_id, e in ends],
         now,
-        [e.error for _, e in ends],
+        [_seal(keys, e.error, "error", job_id) for job_id, e in ends],
         [e.stop_pod for _, e in ends],
         *holder_values(holder),
     )
@@ -444,17 +469,37 @@ def holder_values(holder: jobs.Holder) -> tuple[str, str]:
     return (holder.worker_id, holder.endpoint)
 
 
-def row_to_job(row: Row) -> jobs.Job:
+def progress_values(
+    job_id: str, output: types.RawJSON, holder: jobs.Holder, keys: sealing.Keyring
+) -> tuple[object, ...]:
+    """The parameters of PROGRESS."""
+    return (keys.seal(output, "output", job_id), job_id, *holder_values(holder))
+
+
+def stream_values(
+    job_id: str, output: types.RawJSON, holder: jobs.Holder, keys: sealing.Keyring
+) -> tuple[object, ...]:
+    """The parameters of APPEND_STREAM."""
+    return (job_id, keys.seal(output, "stream_chunks", job_id), *holder_values(holder))
+
+
+def drained(job_id: str, rows: Sequence[Row], keys: sealing.Keyring) -> list[types.RawJSON]:
+    """The chunks of DRAIN_STREAM's rows, in the order they were appended."""
+    return [keys.open(r[1], "stream_chunks", job_id) for r in sorted(rows, key=lambda r: r[0])]
+
+
+def row_to_job(row: Row, keys: sealing.Keyring) -> jobs.Job:
     """A job from a row of :data:`COLUMNS` (``seq`` first, not part of the job)."""
+    job_id = row[1]
     return jobs.Job(
-        id=row[1],
+        id=job_id,
         endpoint=row[2],
         status=S(row[3]),
-        input=row[4],
-        output=row[5],
-        error=row[6],
+        input=keys.open(row[4], "input", job_id),
+        output=_open(keys, row[5], "output", job_id),
+        error=_open(keys, row[6], "error", job_id),
         webhook=row[7],
-        s3_config=row[8],
+        s3_config=_open(keys, row[8], "s3_config", job_id),
         policy=jobs.Policy(execution_timeout_ms=row[9], ttl_ms=row[10], low_priority=bool(row[11])),
         owner=row[12],
         worker_id=row[13],
@@ -473,9 +518,23 @@ def row_to_job(row: Row) -> jobs.Job:
     )
 
 
-def claimed_in_order(rows: Sequence[Row]) -> list[jobs.Job]:
+def claimed_in_order(rows: Sequence[Row], keys: sealing.Keyring) -> list[jobs.Job]:
     """Claimed rows come back in no particular order: priority first, then age."""
-    return [row_to_job(r) for r in sorted(rows, key=lambda r: (bool(r[11]), r[0]))]
+    return [row_to_job(r, keys) for r in sorted(rows, key=lambda r: (bool(r[11]), r[0]))]
+
+
+def _seal(
+    keys: sealing.Keyring, value: bytes | None, column: str, job_id: str | None
+) -> bytes | None:
+    if value is None or not keys.sealing:
+        return value
+    if job_id is None:
+        raise ValueError(f"one {column} for many jobs cannot be sealed to each job")
+    return keys.seal(value, column, job_id)
+
+
+def _open(keys: sealing.Keyring, value: bytes | None, column: str, job_id: str) -> bytes | None:
+    return None if value is None else keys.open(value, column, job_id)
 
 
 def row_to_worker(row: Row, dialect: Dialect) -> base.WorkerInfo:

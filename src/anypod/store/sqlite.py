@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from anypod import errors, jobs
-from anypod.store import migrations, sql
+from anypod.store import migrations, sealing, sql
 from anypod.store.sql_store import Decide, SQLStore, Step
 from anypod.store.sqlite_connection import BUSY_TIMEOUT, SQLiteConnection
 
@@ -41,8 +41,10 @@ class SQLiteStore(SQLStore):
         migrate: bool = True,
         synchronous: str = "NORMAL",
         busy_timeout: float = BUSY_TIMEOUT,
+        keys: sealing.Keyring = sealing.PLAIN,
     ) -> None:
         self.path = path
+        self.keys = keys
         self._migrate = migrate
         self._db = SQLiteConnection(path, synchronous=synchronous, busy_timeout=busy_timeout)
         self._reader: sqlite3.Connection | None = None
@@ -122,14 +124,34 @@ class SQLiteStore(SQLStore):
                 pass  # busy or failing: the writer's thread waits, retries and reports it
         return await self._fetchrow(self.q.GET, (job_id,))
 
+    async def _read_small(self, statement: str, args: Sequence[object]) -> sql.Row | None:
+        """On the event loop (a key or token row is small); busy or failing: the thread."""
+        if self._reader is not None:
+            try:
+                row: sql.Row | None = self._reader.execute(statement, args).fetchone()
+                return row
+            except sqlite3.Error:
+                pass
+        return await self._fetchrow(statement, args)
+
     async def _execute(self, statement: str, args: Sequence[object], *, bulk: bool = False) -> int:
         return await self._run(lambda conn: conn.execute(statement, args).rowcount)
 
     async def _execute_many(self, statement: str, args: Sequence[Sequence[object]]) -> None:
         await self._run(lambda conn: conn.executemany(statement, args))
 
-    async def _script(self, steps: Sequence[Step]) -> list[list[sql.Row]]:
-        return await self._run(lambda conn: [conn.execute(s, a).fetchall() for s, a in steps])
+    async def _script(
+        self, steps: Sequence[Step], *, refuse: sql.Refuse | None = None
+    ) -> list[list[sql.Row]]:
+        def op(conn: sqlite3.Connection) -> list[list[sql.Row]]:
+            results: list[list[sql.Row]] = []
+            for i, (statement, args) in enumerate(steps):
+                results.append(conn.execute(statement, args).fetchall())
+                if refuse is not None and refuse(i, results[-1]):
+                    raise sql.Refused(results)  # the writer rolls this operation back
+            return results
+
+        return await self._run(op)
 
     async def _locked(
         self, job_id: str, decide: Decide
@@ -138,7 +160,7 @@ class SQLiteStore(SQLStore):
             row = conn.execute(self.q.GET_FOR_UPDATE, (job_id,)).fetchone()
             if row is None:
                 return None
-            job = sql.row_to_job(row)
+            job = sql.row_to_job(row, self.keys)
             return job, [conn.execute(s, a).fetchall() for s, a in decide(job)]
 
         return await self._run(op)
@@ -174,6 +196,13 @@ def schema_version(conn: sqlite3.Connection) -> int:
 
 
 def _statements(script: str) -> list[str]:
-    """Split a migration into statements (they hold no semicolons inside literals)."""
-    lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    """Split a migration into statements: a trigger's body keeps its semicolons."""
+    found, pending = [], ""
+    for line in script.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        pending += line + "\n"
+        if sqlite3.complete_statement(pending):
+            found.append(pending.strip().rstrip(";").strip())
+            pending = ""
+    return [s for s in found if s] + ([pending.strip()] if pending.strip() else [])
