@@ -9,6 +9,7 @@ batch = {max_size = 8, max_wait_ms = 40, bucket = ["language"]}  # optional: a b
 execution_timeout_ms = 600000
 ttl_ms = 86400000
 max_attempts = 3
+webhook_secret = "whsec_..."  # optional: signs this endpoint's webhooks (Standard Webhooks)
 ```
 """
 
@@ -20,7 +21,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from anypod import batching, errors, jobs
+from anypod import batching, errors, jobs, webhook_signing
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -50,6 +51,7 @@ class Endpoint:
     concurrency: int = 1
     batch: batching.BatchSpec | None = None
     defaults: Defaults = dataclasses.field(default_factory=Defaults)
+    webhook_secret: str | None = dataclasses.field(default=None, repr=False)  # signs its webhooks
 
 
 def check_name(name: str) -> str:
@@ -87,6 +89,7 @@ _FIELDS = {
     "ttl_ms",
     "max_attempts",
     "batch",
+    "webhook_secret",
 }
 
 
@@ -108,7 +111,20 @@ def _endpoint(name: str, spec: Any, path: str | Path) -> Endpoint:
         workers=int(spec.get("workers", 1)),
         concurrency=int(spec.get("concurrency", 1)),
         defaults=defaults,
+        webhook_secret=_webhook_secret(spec.get("webhook_secret"), name, path),
     )
+
+
+def _webhook_secret(raw: Any, name: str, path: str | Path) -> str | None:
+    """``webhook_secret = "whsec_<base64>"``: signs this endpoint's webhooks (over
+    ``ANYPOD_WEBHOOK_SECRET``); checked now, so a bad one refuses to start."""
+    if raw is None:
+        return None
+    source = f"{path}: endpoints.{name}.webhook_secret"
+    if not isinstance(raw, str):
+        raise errors.ConfigError(f"{source} must be a string")
+    webhook_signing.key(raw, source=source)
+    return raw
 
 
 def _batch(raw: Any, name: str, path: str | Path) -> batching.BatchSpec | None:
