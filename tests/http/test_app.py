@@ -107,7 +107,9 @@ async def test_an_unhandled_error_is_a_json_500(service: JobService, seen: list[
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         reply = await http.get("/health")
-    assert reply.status_code == 500 and reply.json() == {
+    body = reply.json()
+    assert body.pop("request_id") == reply.headers["x-request-id"]
+    assert reply.status_code == 500 and body == {
         "error": "internal server error",
         "code": "internal",
     }

@@ -16,8 +16,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from anypod import __version__, errors
+from anypod.http import capacity, openapi, request_ids, requests
 from anypod.http import errors as replies
-from anypod.http import openapi, requests
 from anypod.http.auth import Authenticator
 from anypod.http.context import Context
 from anypod.http.middleware import DEFAULT, Middleware, chain, unhandled
@@ -52,6 +52,7 @@ class App:
         scope["app"] = self
         if scope["type"] == "http":
             scope["anypod.route"] = self.router.match(scope["method"], scope["path"])
+            send = request_ids.adopt(scope, send)
         try:
             await self._stack(scope, receive, send)
         except Exception as exc:
@@ -73,6 +74,8 @@ class App:
             response = replies.wrong_method(scope["method"], found.allowed)
         elif found is None:
             response = replies.not_found(scope["path"])
+        elif capacity.CROWDED in scope and capacity.holds(found.route):
+            response = replies.busy()
         else:
             response = await self._respond(found, Request(scope, receive))
         await response(scope, receive, send)
@@ -81,7 +84,7 @@ class App:
         route, params = found.route, found.params
         try:
             requests.path(params, request.scope["path"])
-            caller = await self.authenticator.resolve(route.auth, request, params.get("endpoint"))
+            caller = await self.authenticator.resolve(route, request, params.get("endpoint"))
             query = body = None
             if route.query is not None:
                 query = requests.query(route.query, request.scope["query_string"])
@@ -115,17 +118,16 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 def create_app(
     service: JobService,
     *,
-    api_keys: Sequence[str] = (),
     limits: Limits | None = None,
     routes: Sequence[Route] = ROUTES,
     middleware: Sequence[Middleware] = DEFAULT,
 ) -> App:
     """The API over ``service``: every route of ``routes``, behind ``middleware`` (outermost
-    first). With ``api_keys``, client routes need one of them."""
+    first). Who may call what is the service's :class:`access.Credentials`."""
     return App(
         service,
         routes=routes,
         middleware=middleware,
-        authenticator=Authenticator(service, api_keys),
+        authenticator=Authenticator(service),
         limits=limits or Limits(),
     )

@@ -1,7 +1,9 @@
 """Serving the app with uvicorn, as a component the runtime starts and stops.
 
-The HTTP parser's own errors (a request it cannot parse) are answered in JSON too, like every
-other error. Signals are the runtime's: uvicorn installs no handlers of its own.
+Each connection is an :class:`~anypod.http.protocol.AnypodProtocol` (JSON for the parser's own
+errors, request ids, deadlines on slow clients, a cap on open connections), allowing what its
+:class:`~anypod.http.protocol.Policy` says. Signals are the runtime's: uvicorn installs no
+handlers of its own; nor logging: its lines go through the process's (:mod:`anypod.logs`).
 """
 
 from __future__ import annotations
@@ -11,35 +13,13 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
-import orjson
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from anypod import errors
 from anypod.http.app import App
+from anypod.http.protocol import AnypodProtocol, Policy, quiet_parser_errors
 
 log = logging.getLogger(__name__)
-
-
-class JsonErrorsProtocol(HttpToolsProtocol):
-    """httptools' protocol, but a request it cannot parse gets a JSON 400."""
-
-    def send_400_response(self, msg: str) -> None:
-        body = orjson.dumps({"error": msg, "code": "invalid_request", "field": "request"})
-        content = [STATUS_LINE[400]]
-        for name, value in self.server_state.default_headers:
-            content.extend([name, b": ", value, b"\r\n"])
-        content.extend(
-            [
-                b"content-type: application/json\r\n",
-                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
-                b"connection: close\r\n",
-                b"\r\n",
-                body,
-            ]
-        )
-        self.transport.write(b"".join(content))
-        self.transport.close()
 
 
 class _Uvicorn(uvicorn.Server):
@@ -54,21 +34,32 @@ class HttpServer:
     name = "http"
 
     def __init__(
-        self, app: App, *, host: str, port: int, log_level: str, before_stop: Callable[[], None]
+        self,
+        app: App,
+        *,
+        host: str,
+        port: int,
+        log_level: str,
+        before_stop: Callable[[], None],
+        policy: Policy | None = None,
     ) -> None:
+        self.policy = policy or Policy()
         self.config = uvicorn.Config(
             app,
             host=host,
             port=port,
-            http=JsonErrorsProtocol,
+            http=AnypodProtocol.with_policy(self.policy),
             ws="none",  # no websocket routes: an upgrade request is plain HTTP
             lifespan="off",
             access_log=False,
+            log_config=None,  # uvicorn's lines go through the process's handler and format
             log_level=log_level.lower(),
             timeout_keep_alive=75,
             timeout_graceful_shutdown=2,
             proxy_headers=False,
+            server_header=False,  # no "server: uvicorn" banner (and one header less to write)
         )
+        quiet_parser_errors()
         self.before_stop = before_stop
         self._server = _Uvicorn(self.config)
         self._task: asyncio.Task[None] | None = None
