@@ -187,12 +187,18 @@ def serve_many(serve: Callable[..., Served], tmp_path: Path) -> Callable[[list[s
 
 
 def wait_status(
-    url: str, endpoint: str, job_id: str, statuses: set[str], timeout: float = 30.0
+    url: str,
+    endpoint: str,
+    job_id: str,
+    statuses: set[str],
+    timeout: float = 30.0,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        body = httpx.get(f"{url}/v2/{endpoint}/status/{job_id}", timeout=5).json()
+        reply = httpx.get(f"{url}/v2/{endpoint}/status/{job_id}", timeout=5, headers=headers)
+        body = reply.json()
         if body.get("status") in statuses:
             return body
         time.sleep(0.1)

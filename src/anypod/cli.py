@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
+from anypod import cli_access, errors, logs
 from anypod import endpoints as eps
-from anypod import errors, logs
 from anypod import settings as settings_module
 from anypod import store as stores
 from anypod.protocols.runpod import worker_env as runpod_env
@@ -31,10 +31,23 @@ Database = Annotated[
     ),
 ]
 
+KeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--encryption-key-file",
+        help="encrypt job data at rest with these keys: one base64 key a line, the first"
+        " encrypts, the rest only decrypt [env: ANYPOD_ENCRYPTION_KEY_FILE]",
+    ),
+]
+
 
 def _fail(exc: errors.AnypodError) -> typer.Exit:
     typer.secho(f"error: {exc}", fg="red", err=True)
     return typer.Exit(2)
+
+
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def _endpoints(
@@ -72,13 +85,18 @@ def serve(
     database: Database = None,
     config: Annotated[Path | None, typer.Option(help="anypod.toml with [endpoints.NAME]")] = None,
     insecure: Annotated[bool, typer.Option(help="allow a public bind without API keys")] = False,
+    encryption_key_file: KeyFile = None,
 ) -> None:
     """The API plus worker processes on loopback: everything on one machine."""
     from anypod import runtime
 
     try:
         settings = settings_module.from_env(
-            host=host, port=port, database_url=database, insecure=insecure or None
+            host=host,
+            port=port,
+            database_url=database,
+            insecure=insecure or None,
+            encryption_key_file=_path(encryption_key_file),
         )
         logs.configure(settings.log_level)
         runtime.run(settings, _endpoints(handler, endpoint, config, workers, concurrency))
@@ -94,13 +112,18 @@ def server(
     database: Database = None,
     config: Annotated[Path | None, typer.Option()] = None,
     insecure: Annotated[bool, typer.Option()] = False,
+    encryption_key_file: KeyFile = None,
 ) -> None:
     """The API only, for remote workers; run several replicas on one PostgreSQL."""
     from anypod import runtime
 
     try:
         settings = settings_module.from_env(
-            host=host, port=port, database_url=database, insecure=insecure or None
+            host=host,
+            port=port,
+            database_url=database,
+            insecure=insecure or None,
+            encryption_key_file=_path(encryption_key_file),
         )
         logs.configure(settings.log_level)
         found = [
@@ -242,6 +265,9 @@ def migrate(database: Database = None) -> None:
     except errors.AnypodError as exc:
         raise _fail(exc) from exc
     typer.echo(f"{settings.database_url}: schema up to date")
+
+
+cli_access.register(app)  # keys, tokens, usage, audit
 
 
 def main() -> None:

@@ -27,6 +27,12 @@ from __future__ import annotations
 from typing import Any
 
 
+def shown(value: str, most: int = 80) -> str:
+    """``repr(value)``, cut to ``most`` characters: what a message may echo of its input."""
+    text = repr(value)
+    return text if len(text) <= most else f"{text[: most - 4]}...'"
+
+
 class AnypodError(Exception):
     """An anypod error."""
 
@@ -55,6 +61,30 @@ class PayloadTooLarge(InvalidRequest):
 
 class Unauthorized(AnypodError):
     """Missing or invalid credentials."""
+
+
+class Forbidden(AnypodError):
+    """The credential is valid but may not do this (a scope it lacks)."""
+
+
+class RateLimited(AnypodError):
+    """Over a limit of the key (rate, concurrency or quota); retry after ``retry_after`` s.
+
+    ``limit`` names the limit; ``headers`` are the IETF ``RateLimit``/``RateLimit-Policy``
+    fields and ``Retry-After`` to answer with."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        limit: str = "rate",
+        retry_after: float = 1.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after = retry_after
+        self.headers = headers or {}
 
 
 class NotFound(AnypodError):

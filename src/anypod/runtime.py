@@ -1,7 +1,8 @@
 """What starts what: :class:`Runtime` builds a running anypod from settings and endpoints, and
 starts its components in order (stopping them in reverse):
 
-    store → notifier → webhooks → sweeper → http → supervisor (+ whatever was added)
+    store → notifier → credentials → usage → audit → webhooks → sweeper → http → supervisor
+    (+ whatever was added)
 
 ``anypod serve`` runs all of them (the supervisor keeps ``anypod.worker`` processes on
 loopback); ``anypod server`` has no endpoint with a handler, so its supervisor starts none.
@@ -22,12 +23,15 @@ from typing import Protocol
 
 from anypod import notifier
 from anypod import store as stores
+from anypod.access import Credentials
 from anypod.endpoints import Endpoint
-from anypod.http import create_app
+from anypod.http import capacity, create_app
+from anypod.http.protocol import Policy
 from anypod.http.routing import Limits
 from anypod.http.server import HttpServer
 from anypod.service import JobService, Timing
 from anypod.settings import Settings
+from anypod.store import sealing
 from anypod.supervisor import Supervisor
 from anypod.sweeper import Sweeper
 from anypod.webhooks import WebhookPolicy, WebhookSender
@@ -54,6 +58,10 @@ class Hooks:
     stop: Callable[[], Awaitable[None]]
 
 
+async def _nothing() -> None:
+    return None
+
+
 def timing(settings: Settings) -> Timing:
     return Timing(
         run_retention_ms=settings.run_retention_ms,
@@ -72,6 +80,30 @@ def limits(settings: Settings) -> Limits:
     )
 
 
+def keyring(settings: Settings) -> sealing.Keyring:
+    """The keys that seal job values at rest; a bad key refuses to start (ConfigError)."""
+    keys = sealing.load(
+        key=settings.encryption_key,
+        old_keys=settings.encryption_old_keys,
+        key_file=settings.encryption_key_file,
+    )
+    if keys.key_ids:
+        log.info("%s", keys.describe())
+    return keys
+
+
+def connection_policy(settings: Settings) -> Policy:
+    """What a connection allows its client: deadlines on slow ones, a cap on open connections."""
+    most, crowded_at = capacity.caps(settings.max_connections)
+    return Policy(
+        head_timeout=settings.head_timeout_seconds,
+        body_grace=settings.body_timeout_seconds,
+        body_min_rate=settings.body_min_bytes_per_second,
+        max_connections=most,
+        crowded_at=crowded_at,
+    )
+
+
 def wakeups(settings: Settings) -> notifier.Notifier:
     """Across replicas (LISTEN/NOTIFY) on PostgreSQL; in process otherwise."""
     if not settings.replicated:
@@ -86,40 +118,70 @@ class Runtime:
         self.settings = settings
         self.endpoints = list(endpoints)
         # one process owns SQLite and migrates it; replicas need `anypod migrate` first
-        self.store = stores.from_url(settings.database_url, migrate=not settings.replicated)
+        self.store = stores.from_url(
+            settings.database_url, migrate=not settings.replicated, keys=keyring(settings)
+        )
         self.notifier = wakeups(settings)
         by_name = {e.name: e for e in self.endpoints}
+        self.credentials = Credentials(
+            self.store,
+            bootstrap=settings.api_keys,
+            # on PostgreSQL every change is announced to every replica; SQLite caches nothing
+            cache_seconds=5.0 if settings.replicated else 0.0,
+            wakeups=self.notifier,
+        )
         self.service = JobService(
-            self.store, by_name, notify=self.notifier, timing=timing(settings)
+            self.store,
+            by_name,
+            notify=self.notifier,
+            timing=timing(settings),
+            credentials=self.credentials,
+            audit_retention_days=settings.audit_retention_days,
+            auth_failures_per_minute=settings.auth_failures_per_minute,
         )
         self.webhooks = WebhookSender(
             self.store,
             WebhookPolicy(
-                secret=settings.webhook_secret, allow_private=settings.allow_private_webhooks
+                schedule=settings.webhook_schedule,
+                secret=settings.webhook_secret,
+                endpoint_secrets={e.name: e.webhook_secret for e in endpoints if e.webhook_secret},
+                allow_private=settings.allow_private_webhooks,
             ),
             wakeups=self.notifier,
             clock=self.service.clock,
             interval=settings.sweep_interval_seconds,
         )
         self.sweeper = Sweeper(self.service, interval=settings.sweep_interval_seconds)
-        self.app = create_app(self.service, api_keys=settings.api_keys, limits=limits(settings))
+        self.app = create_app(self.service, limits=limits(settings))
         self.http = HttpServer(
             self.app,
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
             before_stop=self.notifier.close,  # held long-polls answer now, not in 30 s
+            policy=connection_policy(settings),
         )
         self.supervisor = Supervisor(self.worker_options)
         self.components: list[Component] = [
             Hooks("store", self.store.open, self.store.close),
             Hooks("notifier", self.notifier.start, self.notifier.stop),
+            self.credentials,
+            Hooks("exposure", self.check_exposure, _nothing),
+            self.service.usage,
+            self.service.audit,
             self.webhooks,
             self.sweeper,
             self.http,
             self.supervisor,
         ]
         self._started: list[Component] = []
+
+    async def check_exposure(self) -> None:
+        """Refuse to serve an open API on a public address (keys from the environment or the
+        store count); warn in development mode."""
+        warning = self.settings.check_exposure(await self.credentials.keys_required())
+        if warning:
+            log.warning(warning)
 
     def add(self, component: Component) -> None:
         """Start ``component`` after the others (and stop it before them)."""
@@ -191,10 +253,8 @@ class Runtime:
 
 def run(settings: Settings, endpoints: Sequence[Endpoint]) -> None:
     """Serve until a signal: the body of ``anypod serve`` and ``anypod server``. Refuses a
-    public address without API keys (:meth:`Settings.check_exposure`)."""
-    warning = settings.check_exposure()
-    if warning:
-        log.warning(warning)
+    public address without API keys (:meth:`Runtime.check_exposure`)."""
+    capacity.raise_open_file_limit()  # before the connection cap is derived from it
     runtime = Runtime(settings, endpoints)
     try:
         import uvloop

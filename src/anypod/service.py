@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from anypod import errors, jobs, notifier, types
+from anypod import errors, jobs, keys, limits, notifier, types
+from anypod.access import EVERYONE, Credentials, Viewer
+from anypod.audit import AuditTrail
 from anypod.endpoints import Endpoint
+from anypod.limits import Limiter
 from anypod.presence import MAX_WORKERS_NOTED, Presence
 from anypod.store import Counts, Store, WorkerInfo
+from anypod.store.tenancy import Charge
+from anypod.usage import UsageMeter
 
 log = logging.getLogger(__name__)
 S = jobs.JobStatus
@@ -74,10 +77,6 @@ def new_job_id(sync: bool) -> str:
     return f"sync-{uuid.uuid4()}" if sync else str(uuid.uuid4())
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class JobService:
     def __init__(
         self,
@@ -88,23 +87,34 @@ class JobService:
         timing: Timing = Timing(),
         clock: Callable[[], float] = time.time,
         new_id: Callable[[bool], str] = new_job_id,
+        credentials: Credentials | None = None,
+        audit_retention_days: float = 90.0,
+        auth_failures_per_minute: int = 30,
     ) -> None:
         self.store = store
+        self.credentials = credentials or Credentials(store, clock=clock)
+        self.usage = UsageMeter(store, self.credentials.tenant_of, clock=clock)
+        self.limiter = Limiter(store, self.usage, clock=clock)
+        self.audit = AuditTrail(
+            store,
+            clock=clock,
+            retention_days=audit_retention_days,
+            failures_allowed=auth_failures_per_minute,
+        )
         self.endpoints = dict(endpoints)
         self.notifier = notify or notifier.Notifier()
         self.timing = timing
         self.clock = clock
         self.new_id = new_id
         self._stops: dict[tuple[str, str], set[str]] = {}  # (endpoint, worker) → job ids
-        self._tokens: dict[str, str] = {}
-        self._counts: dict[str, tuple[float, Counts]] = {}
+        self._counts: dict[tuple[str, str | None], tuple[float, Counts]] = {}
         self._presence = Presence()
 
     def endpoint(self, name: str) -> Endpoint:
         try:
             return self.endpoints[name]
         except KeyError:
-            raise errors.EndpointNotFound(f"no endpoint named {name!r}") from None
+            raise errors.EndpointNotFound(f"no endpoint named {errors.shown(name)}") from None
 
     # --- client side -------------------------------------------------------------------------
 
@@ -114,7 +124,7 @@ class JobService:
         submission: jobs.Submission,
         *,
         sync: bool = False,
-        owner: str | None = None,
+        key: keys.ApiKey | None = None,
         job_id: str | None = None,
     ) -> jobs.Job:
         ep = self.endpoint(endpoint)
@@ -125,35 +135,62 @@ class JobService:
             policy=ep.defaults.policy(submission),
             webhook=submission.webhook,
             s3_config=submission.s3_config,
-            owner=owner,
+            owner=None if key is None else key.id,
             retention_ms=self.timing.sync_retention_ms if sync else self.timing.run_retention_ms,
             max_attempts=ep.defaults.max_attempts,
             created_at=self.clock(),
         )
-        job = await self.store.submit(new)
+        if key is None or key.limits == keys.NO_LIMITS:
+            job = await self.store.submit(new)
+        else:
+            job = await self._submit_limited(new, key)
+        self.usage.submitted(new.owner, endpoint, len(new.input))
         self.notifier.notify(notifier.queue_topic(endpoint))
         return job
 
+    async def _submit_limited(self, new: jobs.NewJob, key: keys.ApiKey) -> jobs.Job:
+        """Within the key's quotas and its cap on unfinished jobs, both checked in the
+        transaction that makes the job."""
+        await self.limiter.check_time_quotas(key)
+        charges = self.limiter.job_charges(key)
+        made = await self.store.submit_limited(new, key.limits.concurrency, charges)
+        if made.job is None:
+            raise self.limiter.refused(key, charges, made.totals)
+        return made.job
+
     async def submit_and_wait(
-        self, endpoint: str, submission: jobs.Submission, timeout: float, owner: str | None = None
+        self,
+        endpoint: str,
+        submission: jobs.Submission,
+        timeout: float,
+        key: keys.ApiKey | None = None,
     ) -> jobs.Job:
         """Submit and hold until done or ``timeout``: listening starts before the submit, so
         the common case needs no read of the job at all."""
         loop = asyncio.get_running_loop()
         started, job_id = loop.time(), self.new_id(True)
         with self.notifier.listen(notifier.job_topic(job_id)) as listener:
-            job = await self.submit(endpoint, submission, sync=True, owner=owner, job_id=job_id)
+            job = await self.submit(endpoint, submission, sync=True, key=key, job_id=job_id)
             await listener.wait(timeout)
             if isinstance(listener.payload, jobs.Job) and listener.payload.terminal:
                 return listener.payload
         return await self.wait_terminal(job, timeout - (loop.time() - started))
 
-    async def get(self, endpoint: str, job_id: str) -> jobs.Job:
+    async def get(self, endpoint: str, job_id: str, viewer: Viewer = EVERYONE) -> jobs.Job:
+        """The job, if it is on that endpoint and the viewer's tenant owns it (else 404: the
+        id of another tenant's job is not even confirmed to exist)."""
         self.endpoint(endpoint)
         job = await self.store.get(job_id)
-        if job is None or job.endpoint != endpoint:
-            raise errors.JobNotFound(f"no job {job_id!r} on endpoint {endpoint!r}")
+        if (
+            job is None
+            or job.endpoint != endpoint
+            or (viewer.tenant is not None and await self._tenant(job) != viewer.tenant)
+        ):
+            raise errors.JobNotFound(f"no job {errors.shown(job_id)} on endpoint {endpoint!r}")
         return job
+
+    async def _tenant(self, job: jobs.Job) -> str | None:
+        return await self.credentials.tenant_of(job.owner)
 
     def wait_seconds(self, wait_ms: int | None, default_ms: int) -> float:
         value = default_ms if wait_ms is None else wait_ms
@@ -175,60 +212,90 @@ class JobService:
         return job
 
     async def stream(
-        self, endpoint: str, job_id: str, timeout: float
+        self, endpoint: str, job_id: str, timeout: float, viewer: Viewer = EVERYONE
     ) -> tuple[jobs.Job, list[types.RawJSON]]:
         """Drain the job's new stream chunks, holding up to ``timeout`` for the first one."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             with self.notifier.listen(notifier.job_topic(job_id)) as listener:
-                job = await self.get(endpoint, job_id)
+                job = await self.get(endpoint, job_id, viewer)
                 chunks = await self.store.drain_stream(job_id)
                 remaining = deadline - loop.time()
                 if chunks or job.terminal or remaining <= 0 or self.notifier.closed:
                     return job, chunks
                 await listener.wait(remaining)
 
-    async def cancel(self, endpoint: str, job_id: str) -> jobs.Job:
-        await self.get(endpoint, job_id)  # the job exists, on this endpoint
+    async def cancel(self, endpoint: str, job_id: str, viewer: Viewer = EVERYONE) -> jobs.Job:
+        await self.get(endpoint, job_id, viewer)  # the job exists, on this endpoint, is theirs
         job = await self.store.end(job_id, jobs.cancel(self.clock()))
         if job is None:  # already finished: cancelling changes nothing
             return await self.get(endpoint, job_id)
         self._ended(job)
         return job
 
-    async def retry(self, endpoint: str, job_id: str) -> jobs.Job:
-        before = await self.get(endpoint, job_id)
+    async def retry(self, endpoint: str, job_id: str, viewer: Viewer = EVERYONE) -> jobs.Job:
+        """Run a FAILED or TIMED_OUT job again: a new run for its owner's limits and usage."""
+        before = await self.get(endpoint, job_id, viewer)
+        owner = await self.credentials.key_of(before.owner)
+        charges = await self._charge_retry(owner) if owner is not None else []
         job = await self.store.retry(job_id, jobs.retry(self.clock()))
         if job is None:
+            if owner is not None:
+                await self.store.refund(owner.id, [c.period for c in charges], 1.0)
             raise errors.Conflict(
                 f"job {job_id} is {before.status.value}; "
                 "only FAILED or TIMED_OUT jobs can be retried"
             )
+        self.usage.submitted(job.owner, endpoint, len(job.input))
         self.notifier.notify(notifier.queue_topic(endpoint))
         return job
 
-    async def purge_queue(self, endpoint: str) -> int:
-        self.endpoint(endpoint)
-        self._counts.pop(endpoint, None)
-        return await self.store.purge_queue(endpoint, jobs.cancel(self.clock()))
+    async def _charge_retry(self, owner: keys.ApiKey) -> list[Charge]:
+        """A retry's charges to its owner's job quotas (refused at the cap or past a quota)."""
+        cap = owner.limits.concurrency
+        if cap is not None and await self.store.open_jobs(owner.id) >= cap:
+            raise limits.over_concurrency(owner)
+        await self.limiter.check_time_quotas(owner)
+        charges = self.limiter.job_charges(owner)
+        periods = [c.period for c in charges]
+        totals = await self.store.charge(owner.id, periods, 1.0)
+        if any(t > c.limit for t, c in zip(totals, charges, strict=True)):
+            await self.store.refund(owner.id, periods, 1.0)
+            raise self.limiter.refused(owner, charges, totals)
+        return charges
 
-    async def counts(self, endpoint: str) -> Counts:
-        """Jobs by status, at most ``timing.counts_cache`` seconds old: counting is a scan
-        (210 ms at a million queued jobs on PostgreSQL), and health is polled."""
+    async def purge_queue(self, endpoint: str, viewer: Viewer = EVERYONE) -> int:
+        """Cancel the endpoint's queued jobs (the viewer's tenant's only, unless it sees all)."""
+        self.endpoint(endpoint)
+        owners = await self._owners(viewer)
+        self._counts.clear()
+        purged = await self.store.purge_queue(endpoint, jobs.cancel(self.clock()), owners)
+        self.usage.cancelled(purged, endpoint)
+        return len(purged)
+
+    async def _owners(self, viewer: Viewer) -> list[str] | None:
+        return None if viewer.tenant is None else await self.credentials.owners(viewer.tenant)
+
+    async def counts(self, endpoint: str, viewer: Viewer = EVERYONE) -> Counts:
+        """Jobs by status (the viewer's tenant's), at most ``timing.counts_cache`` seconds
+        old: counting is a scan (210 ms at a million queued jobs on PostgreSQL), and health is
+        polled."""
         now = self.clock()
-        cached = self._counts.get(endpoint)
+        cached = self._counts.get((endpoint, viewer.tenant))
         if cached is not None and now - cached[0] < self.timing.counts_cache:
             return cached[1]
-        counts = await self.store.counts(endpoint)
-        self._counts[endpoint] = (now, counts)
+        counts = await self.store.counts(endpoint, await self._owners(viewer))
+        if len(self._counts) > 10_000:
+            self._counts.clear()
+        self._counts[(endpoint, viewer.tenant)] = (now, counts)
         return counts
 
-    async def health(self, endpoint: str) -> EndpointHealth:
+    async def health(self, endpoint: str, viewer: Viewer = EVERYONE) -> EndpointHealth:
         """Workers now, not as of their last ping: running ones hold a job in the store; idle
         ones pinged or asked for work lately, and have not hung up since (on this replica)."""
         self.endpoint(endpoint)
-        counts = await self.counts(endpoint)
+        counts = await self.counts(endpoint, viewer)
         since = self._seen_since()
         seen = await self.store.workers(endpoint, since)
         running = await self.store.holders(endpoint)
@@ -258,28 +325,19 @@ class JobService:
         self.endpoint(endpoint)
         if not token:
             raise errors.Unauthorized("worker token required (Authorization header)")
-        digest = hash_token(token)
-        owner = self._tokens.get(digest)
-        if owner is None:
-            owner = await self.store.worker_token_endpoint(digest)
-            if owner is not None:
-                self._tokens[digest] = owner
-        if owner != endpoint:
+        if await self.credentials.worker_endpoint(token) != endpoint:
             raise errors.Unauthorized(f"invalid worker token for endpoint {endpoint!r}")
 
-    async def mint_worker_token(self, endpoint: str) -> str:
-        """A durable worker token for ``endpoint`` (``anypod worker-env``)."""
-        token = f"apw_{secrets.token_urlsafe(24)}"
-        await self.store.add_worker_token(endpoint, hash_token(token), self.clock())
-        return token
+    async def mint_worker_token(self, endpoint: str, name: str = "") -> str:
+        """A durable worker token for ``endpoint`` (``anypod worker-env``, ``anypod tokens``)."""
+        self.endpoint(endpoint)
+        return (await self.credentials.create_token(endpoint, name)).secret
 
     def session_worker_token(self, endpoint: str) -> str:
         """A worker token that only this process knows and that dies with it: for the workers
         ``anypod serve`` starts on loopback."""
         self.endpoint(endpoint)
-        token = f"apw_{secrets.token_urlsafe(24)}"
-        self._tokens[hash_token(token)] = endpoint
-        return token
+        return self.credentials.session_token(endpoint)
 
     async def take(
         self,
@@ -421,6 +479,7 @@ class JobService:
         self.notifier.notify(notifier.stop_topic(endpoint, worker_id), ",".join(job_ids))
 
     def _notify_end(self, job: jobs.Job) -> None:
+        self.usage.ended(job)
         self.notifier.notify(notifier.job_topic(job.id), job)
         if job.webhook:
             self.notifier.notify(notifier.WEBHOOKS)

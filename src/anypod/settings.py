@@ -11,6 +11,8 @@ from anypod import errors
 
 PREFIX = "ANYPOD_"
 MB = 1024 * 1024
+WEBHOOK_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
+"""At once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h (Svix's schedule): one attempt per entry."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -20,6 +22,8 @@ class Settings:
     port: int = 8000
     insecure: bool = False
     api_keys: tuple[str, ...] = ()
+    audit_retention_days: float = 90.0
+    auth_failures_per_minute: int = 30  # per source address; beyond, 429 till the minute ends
     run_max_bytes: int = 10 * MB
     runsync_max_bytes: int = 20 * MB
     result_max_bytes: int = 64 * MB
@@ -29,11 +33,23 @@ class Settings:
     ping_interval_seconds: float = 10.0
     take_hold_seconds: float = 30.0
     sweep_interval_seconds: float = 0.5
-    webhook_secret: str | None = None
+    # slow clients (http/protocol.py): a request's head must come within this many seconds;
+    # its body, after a grace of as many, at no less than this many bytes a second on average
+    head_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 10.0
+    body_min_bytes_per_second: float = 10_000.0
+    max_connections: int = 0  # open connections at most; 0: the open-file limit less a reserve
+    webhook_secret: str | None = dataclasses.field(default=None, repr=False)
     webhook_allow_private: bool | None = None
+    webhook_schedule: tuple[float, ...] = WEBHOOK_SCHEDULE  # seconds before each attempt
     log_level: str = "INFO"
     batch_size: int | None = None  # BATCH_SIZE: overrides a batch handler's max_size
     batch_timeout_ms: float | None = None  # BATCH_TIMEOUT_MS: and its max_wait_ms
+    # encryption at rest (store/sealing.py): the key that seals (base64 of 32 bytes) or a file of
+    # keys, one a line, the first sealing; older keys only open what they sealed
+    encryption_key: str | None = dataclasses.field(default=None, repr=False)
+    encryption_key_file: str | None = None
+    encryption_old_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
 
     @property
     def replicated(self) -> bool:
@@ -54,14 +70,15 @@ class Settings:
             return self.webhook_allow_private
         return self.loopback
 
-    def check_exposure(self) -> str | None:
-        """Refuse an open server on a public address; return a warning in development mode."""
-        if self.api_keys:
+    def check_exposure(self, managed_keys: bool = False) -> str | None:
+        """Refuse an open server on a public address; return a warning in development mode.
+        ``managed_keys``: keys exist in the store (``anypod keys create``)."""
+        if self.api_keys or managed_keys:
             return None
         if not self.loopback and not self.insecure:
             raise errors.ConfigError(
-                f"refusing to listen on {self.host} without API keys; set ANYPOD_API_KEYS "
-                "or pass --insecure"
+                f"refusing to listen on {self.host} without API keys; create one with "
+                "`anypod keys create`, set ANYPOD_API_KEYS, or pass --insecure"
             )
         return "no API keys configured: the API is open to anyone who can reach it"
 
@@ -97,14 +114,24 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
 def _cast(name: str, variable: str, raw: str) -> object:
     text = str(_TYPES[name])
     try:
-        if name == "api_keys":
+        if name in ("api_keys", "encryption_old_keys"):
             return tuple(k.strip() for k in raw.split(",") if k.strip())
+        if name == "webhook_schedule":
+            return webhook_schedule(raw)
         for prefix, cast in _CASTS.items():
             if text.startswith(prefix):
                 return cast(raw)
     except ValueError as exc:
         raise errors.ConfigError(f"{variable}={raw!r}: {exc}") from exc
     return raw
+
+
+def webhook_schedule(raw: str) -> tuple[float, ...]:
+    """``"0,5,300"`` → seconds before each attempt: the first 0 (at once), none negative."""
+    delays = tuple(float(part) for part in raw.split(","))
+    if delays[0] != 0 or not all(0 <= d <= 7 * 86400 for d in delays) or len(delays) > 50:
+        raise ValueError("1 to 50 comma-separated delays in seconds, the first 0, each ≤ 7 days")
+    return delays
 
 
 # --- the RunPod worker environment (read where a handler runs) -------------------------------

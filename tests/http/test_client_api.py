@@ -7,6 +7,7 @@ import asyncio
 import httpx
 import pytest
 
+from anypod.access import Credentials
 from anypod.service import JobService
 from tests.http.conftest import Api, Seen, app_for
 
@@ -44,7 +45,7 @@ async def test_run_then_status_through_completion(api: Api) -> None:
         assert status["workerId"] == "w1"
         assert isinstance(status["delayTime"], int) and isinstance(status["executionTime"], int)
     stored = await api.service.store.get(job_id)
-    assert stored is not None and stored.owner is not None and stored.owner.startswith("key-")
+    assert stored is not None and stored.owner is None  # no keys at all: development mode
 
 
 async def test_runsync_waits_for_the_worker(api: Api) -> None:
@@ -207,7 +208,8 @@ async def test_status_sync_holds_until_done(api: Api) -> None:
 
 
 async def test_api_keys_when_configured(service: JobService, seen: list[Seen]) -> None:
-    app = app_for(service, seen, api_keys=("secret",))
+    service.credentials = Credentials(service.store, bootstrap=("secret",))
+    app = app_for(service, seen)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         assert (await http.post("/v2/ep/run", json={"input": {}})).status_code == 401

@@ -17,6 +17,7 @@ from anypod import errors, jobs
 from anypod.endpoints import Endpoint
 from anypod.http import create_app
 from anypod.service import JobService
+from anypod.store import migrations
 from tests.postgres import MakeDatabase
 
 asyncpg = pytest.importorskip("asyncpg")
@@ -420,7 +421,7 @@ async def test_replicas_migrating_at_once_apply_each_version_once(
         conn = await asyncpg.connect(url)
         versions = [r[0] for r in await conn.fetch("SELECT version FROM anypod_schema")]
         await conn.close()
-        assert versions == [1, 2, 3, 4]
+        assert versions == list(range(1, migrations.latest("postgres") + 1))
     finally:
         await asyncio.gather(*(r.close() for r in replicas))
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from anypod import errors, jobs, notifier
+from anypod import access, errors, jobs, notifier
 from anypod.endpoints import Defaults, Endpoint
 from anypod.service import JobService, Timing
 from anypod.store import WorkerInfo
@@ -51,8 +51,9 @@ def result(output: object = None, error: object = None) -> jobs.Result:
 
 
 async def test_submit_take_report_and_read(svc: JobService, clock: Clock) -> None:
-    job = await svc.submit("ep", sub(), owner="key-1")
-    assert job.status is S.IN_QUEUE and job.owner == "key-1" and job.max_attempts == 2
+    job = await svc.submit("ep", sub(), key=access.bootstrap_key("secret-1"))
+    assert job.status is S.IN_QUEUE and job.max_attempts == 2
+    assert job.owner == access.bootstrap_key("secret-1").id
     assert job.policy.execution_timeout_ms == 20_000 and job.retention_ms == 1_800_000
     clock.now += 2
     (taken,) = await svc.take("ep", "w1", 5)

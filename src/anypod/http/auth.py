@@ -1,35 +1,52 @@
 """Who is calling: the credential of a request resolved once, by the route's :class:`Auth`,
-into a :class:`Caller` that handlers receive.
+into a :class:`Caller` that handlers receive, and the checks every request passes before its
+handler runs: the scope the route needs, the endpoints the key may use, the key's rate limit,
+and the throttle on sources that keep failing to authenticate (their failures get 429).
 
-Client routes take an API key (``Authorization: Bearer <key>`` or the bare key, as RunPod
-accepts both); when no keys are configured (development mode) anyone may call them. Worker
-routes take the endpoint's worker token, and grant nothing on client routes.
+Client and admin routes take an API key (``Authorization: Bearer <key>`` or the bare key, as
+RunPod accepts both); while no key exists at all (development mode) anyone may call them.
+Worker routes take the endpoint's worker token, which grants nothing on the other routes, and
+an API key grants nothing on the worker routes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-from collections.abc import Collection
 
 from starlette.requests import Request
 
-from anypod import errors
-from anypod.http.routing import Auth
+from anypod import errors, keys
+from anypod.access import EVERYONE, Viewer
+from anypod.http.routing import Auth, Route
 from anypod.service import JobService
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Caller:
     auth: Auth
-    key_id: str | None = None  # a stable, non-secret id of the credential; a job's owner
-    tenant: str | None = None  # whose jobs these are (filled in by managed keys)
-    scopes: frozenset[str] = frozenset()
+    key: keys.ApiKey | None = None  # a client's key; None: development mode (open)
     endpoint: str | None = None  # for a worker: the endpoint its token serves
+    source: str | None = None  # the client's address
+
+    @property
+    def key_id(self) -> str | None:
+        return None if self.key is None else self.key.id
+
+    @property
+    def tenant(self) -> str | None:
+        return None if self.key is None else self.key.tenant
+
+    @property
+    def admin(self) -> bool:
+        return self.key is None or keys.Scope.ADMIN in self.key.scopes
+
+    @property
+    def viewer(self) -> Viewer:
+        """Whose jobs this caller sees: its tenant's, or every tenant's for an admin."""
+        return EVERYONE if self.admin else Viewer(self.tenant)
 
 
 ANONYMOUS = Caller(auth=Auth.NONE)
-CLIENT_SCOPES = frozenset({"run", "read", "cancel"})
 
 
 def credential(request: Request) -> str | None:
@@ -44,41 +61,73 @@ def credential(request: Request) -> str | None:
     return None
 
 
-def key_id(secret: str, kind: str = "key") -> str:
-    return f"{kind}-{hashlib.sha256(secret.encode()).hexdigest()[:16]}"
-
-
-OPEN_CLIENT = Caller(auth=Auth.CLIENT, scopes=CLIENT_SCOPES)  # no key, none configured
-MAX_CALLERS = 4096  # callers remembered per credential (a hash each time is hot-path CPU)
+def source(request: Request) -> str:
+    client = request.scope.get("client")
+    return str(client[0]) if client else "-"
 
 
 class Authenticator:
-    def __init__(self, service: JobService, api_keys: Collection[str]) -> None:
+    def __init__(self, service: JobService) -> None:
         self.service = service
-        self.api_keys = frozenset(api_keys)
-        self._callers: dict[tuple[str, str | None], Caller] = {}
+        self.credentials = service.credentials
 
-    async def resolve(self, auth: Auth, request: Request, endpoint: str | None) -> Caller:
-        if auth is Auth.NONE:
+    async def resolve(self, route: Route, request: Request, endpoint: str | None) -> Caller:
+        if route.auth is Auth.NONE:
             return ANONYMOUS
-        secret = credential(request)
-        if auth is Auth.WORKER:
+        secret, where = credential(request), source(request)
+        if route.auth is Auth.WORKER:
             assert endpoint is not None, "worker routes have an {endpoint} parameter"
-            await self.service.authenticate_worker(endpoint, secret)  # checked on every call
-            return self._caller(secret or "", endpoint)
-        if self.api_keys and secret not in self.api_keys:
-            raise errors.Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
-        return OPEN_CLIENT if secret is None else self._caller(secret, None)
+            try:
+                await self.service.authenticate_worker(endpoint, secret)  # on every call
+            except errors.Unauthorized:
+                self._failed(where)
+                raise
+            return Caller(auth=Auth.WORKER, endpoint=endpoint, source=where)
+        key = await self._key(secret, where)
+        if key is not None:
+            try:
+                self._check(route, key, endpoint)
+            except errors.Forbidden:
+                if route.scope is keys.Scope.ADMIN:  # a key trying the admin API: recorded
+                    await self.service.audit.record(
+                        "admin.forbidden",
+                        actor=key.id,
+                        tenant=key.tenant,
+                        target=route.path,
+                        source=where,
+                    )
+                raise
+            await self.service.limiter.admit(key)
+        return Caller(auth=route.auth, key=key, source=where)
 
-    def _caller(self, secret: str, endpoint: str | None) -> Caller:
-        """The caller a valid credential stands for, made once."""
-        found = self._callers.get((secret, endpoint))
-        if found is None:
-            if len(self._callers) >= MAX_CALLERS:
-                self._callers.clear()
-            if endpoint is None:
-                found = Caller(auth=Auth.CLIENT, key_id=key_id(secret), scopes=CLIENT_SCOPES)
-            else:
-                found = Caller(auth=Auth.WORKER, key_id=key_id(secret, "worker"), endpoint=endpoint)
-            self._callers[(secret, endpoint)] = found
-        return found
+    def _failed(self, where: str) -> None:
+        """A failed authentication: counted; 429 instead of 401 for a source that failed too
+        often this minute. A valid credential is never throttled (workers and clients behind
+        the same address as an attacker keep working)."""
+        audit = self.service.audit
+        wait = audit.throttled(where)
+        audit.failed(where)
+        if wait is not None:
+            raise errors.RateLimited(
+                f"too many failed attempts to authenticate from {where}; wait {wait:.0f} s",
+                limit="auth_failures",
+                retry_after=round(wait),
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
+
+    async def _key(self, secret: str | None, where: str) -> keys.ApiKey | None:
+        """The caller's key; None in development mode; 401 without a usable one."""
+        key = None if secret is None else await self.credentials.api_key(secret)
+        if key is None and await self.credentials.keys_required():
+            self._failed(where)
+            raise errors.Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
+        return key
+
+    @staticmethod
+    def _check(route: Route, key: keys.ApiKey, endpoint: str | None) -> None:
+        if route.scope is not None and not (
+            route.scope in key.scopes or keys.Scope.ADMIN in key.scopes
+        ):
+            raise errors.Forbidden(f"this key lacks the {route.scope.value!r} scope")
+        if endpoint is not None and key.endpoints is not None and endpoint not in key.endpoints:
+            raise errors.EndpointNotFound(f"no endpoint named {errors.shown(endpoint)}")

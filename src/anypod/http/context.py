@@ -33,6 +33,20 @@ class Context:
         assert isinstance(self.query, model), f"the route declares query={model.__name__}"
         return self.query
 
+    async def audit(
+        self, action: str, target: str, detail: Mapping[str, object] | None = None
+    ) -> None:
+        """Record a security-relevant act of the caller in the audit log."""
+        caller = self.caller
+        await self.service.audit.record(
+            action,
+            actor=caller.key_id,
+            tenant=caller.tenant,
+            target=target,
+            source=caller.source,
+            detail=detail,
+        )
+
     def body_as(self, model: type[M]) -> M:
         assert isinstance(self.body, model), f"the route declares body={model.__name__}"
         return self.body

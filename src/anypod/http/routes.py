@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from anypod.http import client_api, system, worker_api
+from anypod.http import admin_api, client_api, system, worker_api
 from anypod.http.routing import Auth, Handler, Route
+from anypod.keys import Scope
+from anypod.protocols import admin as ad
 from anypod.protocols.runpod import paths
 from anypod.protocols.runpod import schemas as rp
 
@@ -22,6 +24,9 @@ class ErrorReply(BaseModel):
     error: str
     code: str
     field: str | None = None
+    request_id: str | None = None
+    limit: str | None = None  # 429: which limit (rate, concurrency, quota:jobs, ...)
+    retry_after: float | None = None  # 429: seconds
 
 
 Replies = dict[int, type[BaseModel] | None]
@@ -35,6 +40,8 @@ def replies(ok: Replies, *statuses: int) -> Replies:
 # Besides its own, every API route can answer: a bad path parameter such as a NUL in an id
 # (400), a bad credential (401), an unknown endpoint or job (404), the store away (503).
 COMMON = (400, 401, 404, 503)
+# and a client route: a key without the route's scope (403), over a limit of the key (429)
+CLIENT_COMMON = (*COMMON, 403, 429)
 
 
 def client(
@@ -49,21 +56,50 @@ def client(
     body_limit: str = "run",
     operation_id: str | None = None,
     in_schema: bool = True,
+    scope: Scope = Scope.READ,
 ) -> Route:
     return Route(
         method=method,
         path=path,
         handler=handler,
         auth=Auth.CLIENT,
+        scope=scope,
         summary=summary,
         tag="client",
-        responses=replies(ok, *statuses, *COMMON),
+        responses=replies(ok, *statuses, *CLIENT_COMMON),
         query=query,
         body=body,
         body_limit=body_limit,
         operation_id=operation_id,
         in_schema=in_schema,
     )
+
+
+def admin_route(
+    method: str,
+    path: str,
+    handler: Handler,
+    summary: str,
+    ok: Replies,
+    *statuses: int,
+    query: type[BaseModel] | None = None,
+    body: type[BaseModel] | None = None,
+) -> Route:
+    return Route(
+        method=method,
+        path=path,
+        handler=handler,
+        auth=Auth.CLIENT,
+        scope=Scope.ADMIN,
+        summary=summary,
+        tag="admin",
+        responses=replies(ok, *statuses, *CLIENT_COMMON),
+        query=query,
+        body=body,
+    )
+
+
+ADMIN = "/admin/v1"
 
 
 def read(
@@ -102,7 +138,7 @@ def worker(
         auth=Auth.WORKER,
         summary=summary,
         tag="worker protocol",
-        responses=replies(ok, *statuses, *COMMON),
+        responses=replies(ok, *statuses, *COMMON, 429),
         query=query,
         body=body,
         body_limit="report",
@@ -148,6 +184,7 @@ ROUTES: list[Route] = [
         413,
         body=rp.RunRequest,
         body_limit="run",
+        scope=Scope.RUN,
     ),
     client(
         "POST",
@@ -160,20 +197,37 @@ ROUTES: list[Route] = [
         query=rp.WaitQuery,
         body=rp.RunRequest,
         body_limit="runsync",
+        scope=Scope.RUN,
     ),
     *read(paths.STATUS, client_api.status, "Job status", rp.StatusObject, wait=False),
     *read(
         paths.STATUS_SYNC, client_api.status_sync, "Job status, waiting", rp.StatusObject, wait=True
     ),
     *read(paths.STREAM, client_api.stream, "Drain streamed output", rp.StreamReply, wait=True),
-    client("POST", paths.CANCEL, client_api.cancel, "Cancel a job", {200: rp.StatusObject}),
-    client("POST", paths.RETRY, client_api.retry, "Retry a failed job", {200: rp.JobAccepted}, 409),
+    client(
+        "POST",
+        paths.CANCEL,
+        client_api.cancel,
+        "Cancel a job",
+        {200: rp.StatusObject},
+        scope=Scope.CANCEL,
+    ),
+    client(
+        "POST",
+        paths.RETRY,
+        client_api.retry,
+        "Retry a failed job",
+        {200: rp.JobAccepted},
+        409,
+        scope=Scope.CANCEL,
+    ),
     client(
         "POST",
         paths.PURGE_QUEUE,
         client_api.purge_queue,
         "Cancel queued jobs",
         {200: rp.PurgeReply},
+        scope=Scope.CANCEL,
     ),
     client(
         "POST",
@@ -183,6 +237,7 @@ ROUTES: list[Route] = [
         {200: rp.PurgeReply},
         operation_id="purge_queue_alias",
         in_schema=False,
+        scope=Scope.CANCEL,
     ),
     client(
         "GET",
@@ -190,6 +245,82 @@ ROUTES: list[Route] = [
         client_api.endpoint_health,
         "Endpoint health",
         {200: rp.EndpointHealth},
+    ),
+    # --- anypod admin API ---
+    admin_route(
+        "GET",
+        f"{ADMIN}/keys",
+        admin_api.list_keys,
+        "List API keys",
+        {200: ad.KeyList},
+        query=ad.KeysQuery,
+    ),
+    admin_route(
+        "POST",
+        f"{ADMIN}/keys",
+        admin_api.create_key,
+        "Create an API key",
+        {201: ad.NewKeyReply},
+        409,
+        body=ad.KeyCreate,
+    ),
+    admin_route(
+        "GET", f"{ADMIN}/keys/{{key_id}}", admin_api.get_key, "An API key", {200: ad.KeyReply}
+    ),
+    admin_route(
+        "DELETE",
+        f"{ADMIN}/keys/{{key_id}}",
+        admin_api.revoke_key,
+        "Revoke an API key",
+        {200: ad.KeyReply},
+        409,
+    ),
+    admin_route(
+        "POST",
+        f"{ADMIN}/keys/{{key_id}}/rotate",
+        admin_api.rotate_key,
+        "Rotate an API key's secret",
+        {200: ad.NewKeyReply},
+        409,
+    ),
+    admin_route(
+        "GET",
+        f"{ADMIN}/tokens",
+        admin_api.list_tokens,
+        "List worker tokens",
+        {200: ad.TokenList},
+        query=ad.TokensQuery,
+    ),
+    admin_route(
+        "POST",
+        f"{ADMIN}/tokens",
+        admin_api.create_token,
+        "Create a worker token",
+        {201: ad.NewTokenReply},
+        body=ad.TokenCreate,
+    ),
+    admin_route(
+        "DELETE",
+        f"{ADMIN}/tokens/{{token_id}}",
+        admin_api.revoke_token,
+        "Revoke a worker token",
+        {200: ad.TokenRevoked},
+    ),
+    admin_route(
+        "GET",
+        f"{ADMIN}/usage",
+        admin_api.usage,
+        "Usage per key, endpoint and day",
+        {200: ad.UsageReply},
+        query=ad.UsageQueryModel,
+    ),
+    admin_route(
+        "GET",
+        f"{ADMIN}/audit",
+        admin_api.audit_log,
+        "The audit log",
+        {200: ad.AuditReply},
+        query=ad.AuditQueryModel,
     ),
     # --- RunPod worker protocol ---
     worker(

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from anypod.keys import Scope
+
 if TYPE_CHECKING:
     from anypod.http.context import Context
 
@@ -81,6 +83,7 @@ class Route:
     body_limit: str = "run"  # one of BODY_LIMITS, a field of Limits
     operation_id: str | None = None
     in_schema: bool = True
+    scope: Scope | None = None  # what an API key needs to call it (client and admin routes)
 
     @property
     def name(self) -> str:

@@ -17,6 +17,8 @@ TABLE: tuple[tuple[type[errors.AnypodError], int, str], ...] = (
     (errors.PayloadTooLarge, 413, "payload_too_large"),
     (errors.InvalidRequest, 400, "invalid_request"),
     (errors.Unauthorized, 401, "unauthorized"),
+    (errors.Forbidden, 403, "forbidden"),
+    (errors.RateLimited, 429, "rate_limited"),
     (errors.EndpointNotFound, 404, "endpoint_not_found"),
     (errors.JobNotFound, 404, "job_not_found"),
     (errors.NotFound, 404, "not_found"),
@@ -32,6 +34,7 @@ _BY_CODE = {code: cls for cls, _, code in TABLE}
 _BY_STATUS: dict[int, type[errors.AnypodError]] = {  # a reply without a code: the widest class
     400: errors.InvalidRequest,
     401: errors.Unauthorized,
+    403: errors.Forbidden,
     404: errors.NotFound,
     409: errors.Conflict,
     413: errors.PayloadTooLarge,
@@ -49,6 +52,9 @@ def status_and_code(exc: errors.AnypodError) -> tuple[int, str]:
 def body(exc: errors.AnypodError) -> types.JSONDict:
     """The error reply body; the message names the field when one is to blame."""
     reply: types.JSONDict = {"error": exc.message, "code": status_and_code(exc)[1]}
+    if isinstance(exc, errors.RateLimited):
+        reply["limit"] = exc.limit
+        reply["retry_after"] = exc.retry_after
     field = getattr(exc, "field", None)
     if field:
         reply["field"] = field

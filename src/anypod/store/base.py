@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Self
 
 from anypod import jobs, types
+from anypod.store.tenancy import TenancyStore
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class Outage:
             log.info("%s is available again", self.database)
 
 
-class Store(abc.ABC):
+class Store(TenancyStore):
     """Durable job storage. Open it with ``async with``; all methods are coroutine-safe."""
 
     async def __aenter__(self) -> Self:
@@ -154,7 +155,8 @@ class Store(abc.ABC):
         """Newest first."""
 
     @abc.abstractmethod
-    async def counts(self, endpoint: str) -> Counts: ...
+    async def counts(self, endpoint: str, owners: Sequence[str] | None = None) -> Counts:
+        """Jobs by status (of the owners in ``owners``, when given)."""
 
     @abc.abstractmethod
     async def end(self, job_id: str, end: jobs.End) -> jobs.Job | None:
@@ -171,8 +173,11 @@ class Store(abc.ABC):
         None, and nothing changed, for a job in any other state."""
 
     @abc.abstractmethod
-    async def purge_queue(self, endpoint: str, end: jobs.End) -> int:
-        """End every IN_QUEUE job of an endpoint with ``end``; return how many."""
+    async def purge_queue(
+        self, endpoint: str, end: jobs.End, owners: Sequence[str] | None = None
+    ) -> list[str | None]:
+        """End every IN_QUEUE job of an endpoint (whose owner is in ``owners``, when given)
+        with ``end``; return the owner of each."""
 
     # --- worker side -------------------------------------------------------------------------
 
@@ -239,12 +244,3 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def webhook_attempted(self, job_id: str, attempt: jobs.WebhookAttempt) -> None:
         """Record a delivery attempt: one more attempt, the new state and next due time."""
-
-    # --- credentials -------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    async def add_worker_token(self, endpoint: str, token_hash: str, now: float) -> None: ...
-
-    @abc.abstractmethod
-    async def worker_token_endpoint(self, token_hash: str) -> str | None:
-        """The endpoint a (hashed) worker token serves, or None."""

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from anypod import errors, jobs, types
 from anypod.store import base
+from anypod.store.memory_tenancy import MemoryTenancy
 
 S = jobs.JobStatus
 
@@ -24,13 +25,13 @@ class _Entry:
     webhook_next_at: float | None = None
 
 
-class MemoryStore(base.Store):
+class MemoryStore(MemoryTenancy, base.Store):
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
         self._seq = itertools.count(1)
         self._chunks: dict[str, list[types.RawJSON]] = {}
         self._workers: dict[tuple[str, str], base.WorkerInfo] = {}  # (endpoint, id) → ping
-        self._tokens: dict[str, str] = {}
+        self._init_tenancy()
         self._open = False
 
     async def open(self) -> None:
@@ -91,9 +92,11 @@ class MemoryStore(base.Store):
         found.sort(key=lambda e: -e.seq)
         return [e.job for e in found[: query.limit]]
 
-    async def counts(self, endpoint: str) -> base.Counts:
+    async def counts(self, endpoint: str, owners: Sequence[str] | None = None) -> base.Counts:
         rows: dict[str, list[int]] = {}
-        for entry in self._jobs(lambda j: j.endpoint == endpoint):
+        for entry in self._jobs(
+            lambda j: j.endpoint == endpoint and (owners is None or j.owner in owners)
+        ):
             row = rows.setdefault(entry.job.status, [0, 0])
             row[0] += 1
             row[1] += entry.job.attempts > 1 or entry.job.retries > 0
@@ -113,9 +116,19 @@ class MemoryStore(base.Store):
             self._chunks.pop(job_id, None)
         return after
 
-    async def purge_queue(self, endpoint: str, end: jobs.End) -> int:
-        queued = list(self._jobs(lambda j: j.endpoint == endpoint and j.status is S.IN_QUEUE))
-        return sum(1 for entry in queued if self._move(entry, end))
+    async def purge_queue(
+        self, endpoint: str, end: jobs.End, owners: Sequence[str] | None = None
+    ) -> list[str | None]:
+        queued = list(
+            self._jobs(
+                lambda j: (
+                    j.endpoint == endpoint
+                    and j.status is S.IN_QUEUE
+                    and (owners is None or j.owner in owners)
+                )
+            )
+        )
+        return [entry.job.owner for entry in queued if self._move(entry, end)]
 
     # --- worker side -------------------------------------------------------------------------
 
@@ -244,14 +257,5 @@ class MemoryStore(base.Store):
         )
         entry.webhook_next_at = attempt.next_at
 
-    # --- credentials -------------------------------------------------------------------------
-
-    async def add_worker_token(self, endpoint: str, token_hash: str, now: float) -> None:
-        self._check_open()
-        if token_hash in self._tokens:
-            raise errors.Conflict("duplicate worker token")
-        self._tokens[token_hash] = endpoint
-
-    async def worker_token_endpoint(self, token_hash: str) -> str | None:
-        self._check_open()
-        return self._tokens.get(token_hash)
+    def _owned(self, owner: str) -> list[jobs.Job]:
+        return [e.job for e in self._jobs(lambda job: job.owner == owner)]
