@@ -5,9 +5,9 @@ A key's secret names its record (``apk_<id>_…``, :mod:`anypod.keys`), so resol
 primary-key read and a constant-time comparison of hashes, never a scan. Records are cached
 only where every change reaches this process at once: on PostgreSQL, each create, revoke or
 rotate (from any replica, or the CLI) sends a ``credentials`` notification and every replica
-drops its cache; a short time-to-live backs that up. SQLite has one server, but the CLI may
-change the file behind it, so nothing is cached there (the read is a small one). Either way a
-revoked or expired key gets 401 on its next request.
+drops its cache; on SQLite, a change grows a sidecar file beside the database, which the
+server stats on each request (:meth:`Store.credentials_version`). A time-to-live backs both
+up. Either way a revoked or expired key gets 401 on its next request.
 
 Bootstrap keys (``ANYPOD_API_KEYS``) have the admin scope and the tenant ``default``; they live
 only in the environment. The client API is open (development mode) only while there are no
@@ -137,11 +137,13 @@ class Credentials:
         self._tenants: dict[str, str] = {k.id: k.tenant for k in self._bootstrap.values()}
         self._has_keys: tuple[float, bool] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._version: object | None = None
 
     # --- resolving ---------------------------------------------------------------------------
 
     async def api_key(self, secret: str) -> keys.ApiKey | None:
         """The usable key the secret is, or None (unknown, wrong, revoked or expired)."""
+        self._check_version()
         digest = keys.digest(secret)
         found = self._bootstrap.get(digest) if self._bootstrap else None
         if found is None:
@@ -154,6 +156,7 @@ class Credentials:
     async def keys_required(self) -> bool:
         if self._bootstrap:
             return True
+        self._check_version()
         now = self.clock()
         if self._has_keys is not None and (self._has_keys[1] or now < self._has_keys[0]):
             return self._has_keys[1]  # once there are keys, there always are
@@ -166,6 +169,7 @@ class Credentials:
         digest = keys.digest(secret)
         if digest in self._session:
             return self._session[digest]
+        self._check_version()
         now = self.clock()
         cached = self._tokens.get(digest)
         if cached is None or now >= cached[0]:
@@ -286,6 +290,13 @@ class Credentials:
     async def _changed(self) -> None:
         self.forget()
         await self.store.announce_credentials()
+
+    def _check_version(self) -> None:
+        """Drop the cache when another process announced a change (or the store cannot tell)."""
+        version = self.store.credentials_version()
+        if version is None or version != self._version:
+            self._version = version
+            self.forget()
 
     def forget(self) -> None:
         """Drop every cached record (another process changed keys or tokens)."""

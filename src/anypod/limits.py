@@ -6,10 +6,12 @@ tokens at a time (a twentieth of a second's worth, at least one) and spends them
 to :data:`LEASE_SECONDS`: a key limited to 20/s costs a store write per request, one allowed
 10,000/s one per 500 requests. Unspent tokens lapse, so across replicas the limit is never
 exceeded, only briefly under-used. The concurrency cap is checked inside the submit itself
-(:meth:`Store.submit_limited`), so concurrent submits on several replicas cannot pass it.
-A job quota is a counter per period in the store, charged in the same transaction that makes
-the job (and taken back when it is not made), so no number of replicas or concurrent submits
-passes it. An
+(:meth:`Store.submit_capped`), so concurrent submits on several replicas cannot pass it.
+A job quota is a counter per period in the store. A replica charges it a few jobs at a time
+(a 200th of the quota, 1 to 50: a quota of 100 or less is charged job by job) and spends them
+locally for up to :data:`RESERVE_SECONDS`, handing back what it did not spend; a charge past
+the limit is taken back at once. So no number of replicas or concurrent submits passes a
+quota; near its end, jobs another replica holds may be refused here (at most a 200th each). An
 execution-time quota compares the stored usage (re-read at most once a second) plus this
 replica's unwritten counts with the limit: execution time is known only as jobs end.
 
@@ -19,18 +21,34 @@ Over a limit: :class:`errors.RateLimited`, with ``Retry-After`` and the IETF
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable
 
 from anypod import errors, keys
 from anypod.store import Store
-from anypod.store.tenancy import Charge, UsageCounts, day_of
+from anypod.store.tenancy import UsageCounts, day_of
 from anypod.usage import UsageMeter
 
 LEASE_SECONDS = 0.25
+RESERVE_SECONDS = 1.0
 LEASE_SHARE = 0.05  # of a second's worth of the rate
 USAGE_CACHE_SECONDS = 1.0
+
+
+@dataclasses.dataclass
+class _Reserve:
+    """Jobs of a key's quotas this replica has charged and not spent yet."""
+
+    periods: list[str]
+    left: float
+    until: float
+
+
+def _chunk(limit: int) -> int:
+    """Jobs charged at a time: a 200th of the quota, 1 to 50 (a quota of 100 is exact)."""
+    return max(1, min(50, limit // 200))
 
 
 @dataclasses.dataclass
@@ -45,6 +63,7 @@ class Limiter:
         self.usage = usage
         self.clock = clock
         self._leases: dict[str, _Lease] = {}
+        self._reserved: dict[str, _Reserve] = {}
         self._used: dict[tuple[str, str], tuple[float, UsageCounts]] = {}
 
     async def admit(self, key: keys.ApiKey) -> None:
@@ -66,23 +85,60 @@ class Limiter:
                 self._leases = {key.id: lease}
         lease.tokens -= 1
 
-    def job_charges(self, key: keys.ApiKey) -> list[Charge]:
-        """One job against each of the key's job quotas, this period."""
-        now = self.clock()
-        return [
-            Charge(_period(q, now), float(q.limit))
-            for q in key.limits.quotas
-            if q.meter is keys.Meter.JOBS
-        ]
-
-    def refused(self, key: keys.ApiKey, charges: list[Charge], totals: list[float]) -> Exception:
-        """Why :meth:`Store.submit_limited` made no job: a quota it would pass, else the cap."""
-        now = self.clock()
+    async def take_job(self, key: keys.ApiKey) -> None:
+        """One job against each of the key's job quotas: from this replica's reservation, or
+        a new one charged atomically on the shared counters; :class:`errors.RateLimited` when
+        a quota is used up. :meth:`give_back` if the job is not made after all."""
         quotas = [q for q in key.limits.quotas if q.meter is keys.Meter.JOBS]
-        for quota, charge, total in zip(quotas, charges, totals, strict=True):
-            if total > charge.limit:
-                return _over_quota(key, quota, now)
-        return over_concurrency(key)
+        if not quotas:
+            return
+        now = self.clock()
+        periods = [_period(q, now) for q in quotas]
+        held = self._reserved.get(key.id)
+        if held is not None and held.periods == periods and held.left >= 1 and now < held.until:
+            held.left -= 1
+            return
+        await self._release(key.id)
+        size = float(min(_chunk(q.limit) for q in quotas))
+        totals = await self.store.charge(key.id, periods, size)
+        room = [min(size, q.limit - (t - size)) for q, t in zip(quotas, totals, strict=True)]
+        granted = max(0.0, min(room))
+        if granted < size:
+            await self.store.refund(key.id, periods, size - granted)
+        if granted < 1:
+            quota = quotas[room.index(min(room))]
+            raise _over_quota(key, quota, now)
+        self._reserved[key.id] = _Reserve(periods, granted - 1, now + RESERVE_SECONDS)
+
+    def give_back(self, key: keys.ApiKey) -> None:
+        """A job :meth:`take_job` counted was not made: its place goes back to the reservation."""
+        held = self._reserved.get(key.id)
+        if held is None:
+            now = self.clock()
+            quotas = [q for q in key.limits.quotas if q.meter is keys.Meter.JOBS]
+            if not quotas:
+                return
+            held = self._reserved[key.id] = _Reserve(
+                [_period(q, now) for q in quotas], 0.0, now + RESERVE_SECONDS
+            )
+        held.left += 1
+
+    async def _release(self, key_id: str) -> None:
+        """Hand the unspent part of a reservation back to the shared counters."""
+        held = self._reserved.pop(key_id, None)
+        if held is not None and held.left > 0:
+            await self.store.refund(key_id, held.periods, held.left)
+
+    name = "limits"
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        """Give back every reservation (a replica killed with -9 loses at most its chunks)."""
+        for key_id in list(self._reserved):
+            with contextlib.suppress(errors.AnypodError):
+                await self._release(key_id)
 
     async def check_time_quotas(self, key: keys.ApiKey) -> None:
         """Before a job: refused once the key's execution seconds reach a quota. (They are

@@ -1,7 +1,8 @@
 """What starts what: :class:`Runtime` builds a running anypod from settings and endpoints, and
 starts its components in order (stopping them in reverse):
 
-    store → notifier → credentials → usage → audit → webhooks → sweeper → http → supervisor
+    store → notifier → credentials → usage → limits → audit → webhooks → sweeper → http →
+    supervisor
     (+ whatever was added)
 
 ``anypod serve`` runs all of them (the supervisor keeps ``anypod.worker`` processes on
@@ -126,8 +127,8 @@ class Runtime:
         self.credentials = Credentials(
             self.store,
             bootstrap=settings.api_keys,
-            # on PostgreSQL every change is announced to every replica; SQLite caches nothing
-            cache_seconds=5.0 if settings.replicated else 0.0,
+            # every change is announced (PostgreSQL: NOTIFY; SQLite: a sidecar file)
+            cache_seconds=5.0 if settings.replicated else 60.0,
             wakeups=self.notifier,
         )
         self.service = JobService(
@@ -168,6 +169,7 @@ class Runtime:
             self.credentials,
             Hooks("exposure", self.check_exposure, _nothing),
             self.service.usage,
+            self.service.limiter,
             self.service.audit,
             self.webhooks,
             self.sweeper,

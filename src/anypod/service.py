@@ -25,7 +25,6 @@ from anypod.endpoints import Endpoint
 from anypod.limits import Limiter
 from anypod.presence import MAX_WORKERS_NOTED, Presence
 from anypod.store import Counts, Store, WorkerInfo
-from anypod.store.tenancy import Charge
 from anypod.usage import UsageMeter
 
 log = logging.getLogger(__name__)
@@ -149,14 +148,21 @@ class JobService:
         return job
 
     async def _submit_limited(self, new: jobs.NewJob, key: keys.ApiKey) -> jobs.Job:
-        """Within the key's quotas and its cap on unfinished jobs, both checked in the
-        transaction that makes the job."""
+        """Within the key's quotas (counted before, given back if no job is made) and its cap
+        on unfinished jobs (checked in the insert itself)."""
         await self.limiter.check_time_quotas(key)
-        charges = self.limiter.job_charges(key)
-        made = await self.store.submit_limited(new, key.limits.concurrency, charges)
-        if made.job is None:
-            raise self.limiter.refused(key, charges, made.totals)
-        return made.job
+        await self.limiter.take_job(key)
+        cap, job = key.limits.concurrency, None
+        try:
+            job = await (
+                self.store.submit(new) if cap is None else self.store.submit_capped(new, cap)
+            )
+        finally:
+            if job is None:
+                self.limiter.give_back(key)
+        if job is None:
+            raise limits.over_concurrency(key)
+        return job
 
     async def submit_and_wait(
         self,
@@ -238,11 +244,12 @@ class JobService:
         """Run a FAILED or TIMED_OUT job again: a new run for its owner's limits and usage."""
         before = await self.get(endpoint, job_id, viewer)
         owner = await self.credentials.key_of(before.owner)
-        charges = await self._charge_retry(owner) if owner is not None else []
+        if owner is not None:
+            await self._admit_retry(owner)
         job = await self.store.retry(job_id, jobs.retry(self.clock()))
         if job is None:
             if owner is not None:
-                await self.store.refund(owner.id, [c.period for c in charges], 1.0)
+                self.limiter.give_back(owner)
             raise errors.Conflict(
                 f"job {job_id} is {before.status.value}; "
                 "only FAILED or TIMED_OUT jobs can be retried"
@@ -251,19 +258,13 @@ class JobService:
         self.notifier.notify(notifier.queue_topic(endpoint))
         return job
 
-    async def _charge_retry(self, owner: keys.ApiKey) -> list[Charge]:
-        """A retry's charges to its owner's job quotas (refused at the cap or past a quota)."""
+    async def _admit_retry(self, owner: keys.ApiKey) -> None:
+        """A retry within its owner's cap on unfinished jobs and quotas (counted)."""
         cap = owner.limits.concurrency
         if cap is not None and await self.store.open_jobs(owner.id) >= cap:
             raise limits.over_concurrency(owner)
         await self.limiter.check_time_quotas(owner)
-        charges = self.limiter.job_charges(owner)
-        periods = [c.period for c in charges]
-        totals = await self.store.charge(owner.id, periods, 1.0)
-        if any(t > c.limit for t, c in zip(totals, charges, strict=True)):
-            await self.store.refund(owner.id, periods, 1.0)
-            raise self.limiter.refused(owner, charges, totals)
-        return charges
+        await self.limiter.take_job(owner)
 
     async def purge_queue(self, endpoint: str, viewer: Viewer = EVERYONE) -> int:
         """Cancel the endpoint's queued jobs (the viewer's tenant's only, unless it sees all)."""

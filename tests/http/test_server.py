@@ -38,7 +38,8 @@ async def test_runtime_starts_in_order_and_stops_in_reverse(tmp_path: Path) -> N
     settings = Settings(port=0, database_url=f"sqlite:///{tmp_path / 'r.db'}")
     runtime = Runtime(settings, [Endpoint(name="ep", workers=0)])
     assert [c.name for c in runtime.components] == [
-        "store", "notifier", "credentials", "exposure", "usage", "audit", "webhooks", "sweeper",
+        "store", "notifier", "credentials", "exposure", "usage", "limits", "audit", "webhooks",
+        "sweeper",
         "http", "supervisor",
     ]  # fmt: skip
     log: list[str] = []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-from collections.abc import Awaitable
 from pathlib import Path
 
 import orjson
@@ -19,8 +18,6 @@ from anypod.store.sqlite import SQLiteStore
 from anypod.store.tenancy import (
     AuditEntry,
     AuditQuery,
-    Charge,
-    Limited,
     UsageCounts,
     UsageKey,
     UsageQuery,
@@ -107,34 +104,21 @@ async def test_token_bucket_refills_at_rate_up_to_burst(store: Store) -> None:
 
 
 async def test_capped_submit_counts_only_unfinished_jobs_of_the_owner(store: Store) -> None:
-    def capped(job_id: str, owner: str) -> Awaitable[Limited]:
-        return store.submit_limited(new_job(job_id, owner), 2, [])
-
-    assert (await capped("a1", "ka")).job is not None
-    assert (await capped("a2", "ka")).job is not None
-    assert (await capped("a3", "ka")).job is None
+    assert await store.submit_capped(new_job("a1", "ka"), 2) is not None
+    assert await store.submit_capped(new_job("a2", "ka"), 2) is not None
+    assert await store.submit_capped(new_job("a3", "ka"), 2) is None
     assert await store.get("a3") is None
-    assert (await capped("b1", "kb")).job is not None  # another owner
+    assert await store.submit_capped(new_job("b1", "kb"), 2) is not None  # another owner
     assert await store.open_jobs("ka") == 2
     await store.end("a1", jobs.cancel(T0 + 1))
     assert await store.open_jobs("ka") == 1
-    assert (await capped("a3", "ka")).job is not None
+    assert await store.submit_capped(new_job("a3", "ka"), 2) is not None
 
 
-async def test_limited_submits_at_once_never_pass_cap_or_quota(store: Store) -> None:
-    made = await asyncio.gather(
-        *(store.submit_limited(new_job(f"c{i}", "k"), 3, []) for i in range(12))
-    )
-    assert sum(m.job is not None for m in made) == 3
+async def test_capped_submits_at_once_never_pass_the_cap(store: Store) -> None:
+    made = await asyncio.gather(*(store.submit_capped(new_job(f"c{i}", "k"), 3) for i in range(12)))
+    assert sum(job is not None for job in made) == 3
     assert await store.open_jobs("k") == 3
-    day, month = Charge("jobs:day:2027-01-01", 4), Charge("jobs:month:2027-01-01", 100)
-    made = await asyncio.gather(
-        *(store.submit_limited(new_job(f"q{i}", "kq"), None, [day, month]) for i in range(12))
-    )
-    assert sum(m.job is not None for m in made) == 4
-    assert (await store.charge("kq", [day.period, month.period], 0.0)) == [4.0, 4.0]  # refunded
-    refused = await store.submit_limited(new_job("q99", "kq"), None, [day])
-    assert refused.job is None and refused.totals == [5.0]
 
 
 async def test_purge_and_counts_of_some_owners(store: Store) -> None:

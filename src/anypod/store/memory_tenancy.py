@@ -12,8 +12,6 @@ from anypod import errors, jobs, keys
 from anypod.store.tenancy import (
     AuditEntry,
     AuditQuery,
-    Charge,
-    Limited,
     StoredKey,
     StoredToken,
     TenancyStore,
@@ -34,6 +32,7 @@ class MemoryTenancy(TenancyStore):
         self._quota: dict[tuple[str, str], float] = {}  # (key id, period) → used
         self._usage: dict[UsageKey, UsageCounts] = {}
         self._audit: list[AuditEntry] = []
+        self._credentials_version = 0
 
     @abc.abstractmethod
     def _owned(self, owner: str) -> list[jobs.Job]:
@@ -132,17 +131,10 @@ class MemoryTenancy(TenancyStore):
     async def open_jobs(self, owner: str) -> int:
         return sum(1 for job in self._owned(owner) if job.status in OPEN)
 
-    async def submit_limited(
-        self, new: jobs.NewJob, cap: int | None, charges: Sequence[Charge]
-    ) -> Limited:
-        owner = new.owner or ""
-        periods = [c.period for c in charges]
-        totals = await self.charge(owner, periods, 1.0)
-        over = any(t > c.limit for t, c in zip(totals, charges, strict=True))
-        if over or (cap is not None and await self.open_jobs(owner) >= cap):
-            await self.refund(owner, periods, 1.0)
-            return Limited(None, totals)
-        return Limited(await self.submit(new), totals)
+    async def submit_capped(self, new: jobs.NewJob, cap: int) -> jobs.Job | None:
+        if new.owner is not None and await self.open_jobs(new.owner) >= cap:
+            return None
+        return await self.submit(new)
 
     # --- usage -------------------------------------------------------------------------------
 
@@ -187,7 +179,10 @@ class MemoryTenancy(TenancyStore):
         return dropped
 
     async def announce_credentials(self) -> None:
-        return None
+        self._credentials_version += 1
+
+    def credentials_version(self) -> object | None:
+        return self._credentials_version
 
 
 def _matches(entry: AuditEntry, query: AuditQuery) -> bool:

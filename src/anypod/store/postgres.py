@@ -206,6 +206,10 @@ class PostgresStore(SQLStore):
             await _apply_pending(conn)
         migrations.check(self.dialect.name, await schema_version(conn), redact(self.url))
 
+    def credentials_version(self) -> object | None:
+        """Constant: changes reach every replica as a NOTIFY (``access.Credentials``)."""
+        return 0
+
     async def migrate(self) -> list[int]:
         """Apply pending migrations; return the versions applied."""
         return await self._connection_run(_apply_pending, timeout=None)
@@ -238,16 +242,9 @@ class PostgresStore(SQLStore):
     async def _execute_many(self, statement: str, args: Sequence[Sequence[object]]) -> None:
         await self._in_transaction(lambda c: c.executemany(statement, args))
 
-    async def _script(
-        self, steps: Sequence[Step], *, refuse: sql.Refuse | None = None
-    ) -> list[list[sql.Row]]:
+    async def _script(self, steps: Sequence[Step]) -> list[list[sql.Row]]:
         async def run(conn: Connection) -> list[list[sql.Row]]:
-            results: list[list[sql.Row]] = []
-            for i, (statement, args) in enumerate(steps):
-                results.append(await conn.fetch(statement, *args))
-                if refuse is not None and refuse(i, results[-1]):
-                    raise sql.Refused(results)  # leaving the transaction rolls it back
-            return results
+            return [await conn.fetch(s, *a) for s, a in steps]
 
         return await self._in_transaction(run)
 

@@ -31,17 +31,6 @@ S = jobs.JobStatus
 Row = Sequence[Any]
 Step = tuple[str, Sequence[object]]
 """One statement and its parameters."""
-Refuse = Callable[[int, list[Row]], bool]
-"""Called after step ``i`` of a script with its rows: True gives up, rolling it all back."""
-
-
-class Refused(Exception):
-    """A script given up by its ``refuse``: rolled back; ``results`` are the steps' rows up
-    to the one refused."""
-
-    def __init__(self, results: list[list[Row]]) -> None:
-        super().__init__("refused")
-        self.results = results
 
 
 COLUMNS = (

@@ -56,11 +56,8 @@ class SQLStore(SQLTenancy, base.Store):
         """One statement for each parameter tuple, in one transaction."""
 
     @abc.abstractmethod
-    async def _script(
-        self, steps: Sequence[Step], *, refuse: sql.Refuse | None = None
-    ) -> list[list[sql.Row]]:
-        """The steps in one transaction; each step's rows. ``refuse`` may give up after any
-        step: all rolled back, :class:`sql.Refused` raised."""
+    async def _script(self, steps: Sequence[Step]) -> list[list[sql.Row]]:
+        """The steps in one transaction; each step's rows."""
 
     @abc.abstractmethod
     async def _locked(

@@ -16,8 +16,6 @@ from anypod.store import sql
 from anypod.store.tenancy import (
     AuditEntry,
     AuditQuery,
-    Charge,
-    Limited,
     StoredKey,
     TenancyStore,
     UsageCounts,
@@ -264,7 +262,6 @@ class SQLTenancy(TenancyStore):
     (:class:`store.sql_store.SQLStore`)."""
 
     dialect: sql.Dialect
-    q: sql.Statements
 
     @abc.abstractmethod
     async def _fetch(
@@ -286,9 +283,7 @@ class SQLTenancy(TenancyStore):
     async def _execute_many(self, statement: str, args: Sequence[Sequence[object]]) -> None: ...
 
     @abc.abstractmethod
-    async def _script(
-        self, steps: Sequence[Step], *, refuse: sql.Refuse | None = None
-    ) -> list[list[sql.Row]]: ...
+    async def _script(self, steps: Sequence[Step]) -> list[list[sql.Row]]: ...
 
     @abc.abstractmethod
     def _submit_values(self, new: jobs.NewJob) -> tuple[object, ...]:
@@ -366,34 +361,15 @@ class SQLTenancy(TenancyStore):
         row = await self._fetchrow(self.t.OPEN_JOBS, (owner,))
         return int(row[0]) if row else 0
 
-    async def submit_limited(
-        self, new: jobs.NewJob, cap: int | None, charges: Sequence[Charge]
-    ) -> Limited:
-        """Charge, then insert (capped) in one transaction; a charge past its limit or an
-        insert the cap refused rolls it all back."""
+    async def submit_capped(self, new: jobs.NewJob, cap: int) -> jobs.Job | None:
         owner = new.owner or ""
-        steps: list[Step] = [(self.t.LOCK_OWNER, (owner,))] if self.t.pg else []
-        first = len(steps)
-        steps += [(self.t.CHARGE, (owner, c.period, 1.0)) for c in charges]
-        if cap is None:
-            steps.append((self.q.SUBMIT, self._submit_values(new)))
-        else:
-            steps.append((self.t.SUBMIT_CAPPED, (*self._submit_values(new), owner, cap)))
-
-        def refuse(i: int, rows: list[sql.Row]) -> bool:
-            if first <= i < first + len(charges):
-                return float(rows[0][0]) > charges[i - first].limit
-            return i == len(steps) - 1 and cap is not None and not rows
-
-        made = True
+        insert = (self.t.SUBMIT_CAPPED, (*self._submit_values(new), owner, cap))
+        steps = [(self.t.LOCK_OWNER, (owner,)), insert] if self.t.pg else [insert]
         try:
-            results = await self._script(steps, refuse=refuse)
-        except sql.Refused as refused:
-            results, made = refused.results, False
+            results = await self._script(steps)
         except errors.Conflict as exc:
             raise errors.Conflict(f"job id {new.id} already exists") from exc
-        totals = [float(rows[0][0]) for rows in results[first : first + len(charges)]]
-        return Limited(new.queued() if made else None, totals)
+        return new.queued() if results[-1] else None
 
     # --- usage -------------------------------------------------------------------------------
 

@@ -111,23 +111,6 @@ class AuditQuery:
 
 
 @dataclasses.dataclass(frozen=True)
-class Charge:
-    """One job against a quota counter: the period's counter and its limit."""
-
-    period: str  # "jobs:month:2026-12-01"
-    limit: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Limited:
-    """What :meth:`TenancyStore.submit_limited` did: the job (None: refused) and each
-    counter's total with this job counted."""
-
-    job: jobs.Job | None
-    totals: list[float]
-
-
-@dataclasses.dataclass(frozen=True)
 class StoredKey:
     key: keys.ApiKey
     secret_hash: str
@@ -208,12 +191,9 @@ class TenancyStore(abc.ABC):
         """The key's jobs IN_QUEUE or IN_PROGRESS."""
 
     @abc.abstractmethod
-    async def submit_limited(
-        self, new: jobs.NewJob, cap: int | None, charges: Sequence[Charge]
-    ) -> Limited:
-        """In one transaction, atomically against every replica: charge the owner's quota
-        counters one job each and insert the job, unless that takes a counter past its limit
-        or the owner already has ``cap`` unfinished jobs; then nothing is charged or made."""
+    async def submit_capped(self, new: jobs.NewJob, cap: int) -> jobs.Job | None:
+        """Submit unless the owner already has ``cap`` unfinished jobs (None then), atomically
+        against concurrent submits of the same owner on any replica."""
 
     # --- usage -------------------------------------------------------------------------------
 
@@ -243,4 +223,10 @@ class TenancyStore(abc.ABC):
 
     @abc.abstractmethod
     async def announce_credentials(self) -> None:
-        """Tell every replica that keys or tokens changed (PostgreSQL: NOTIFY; else nothing)."""
+        """Tell every server that keys or tokens changed (PostgreSQL: NOTIFY; SQLite: a
+        sidecar file beside the database)."""
+
+    def credentials_version(self) -> object | None:
+        """Something cheap to read that changes whenever another process announces a change
+        to keys or tokens; None when there is no such thing (nothing may then be cached)."""
+        return None
