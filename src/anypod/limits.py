@@ -44,6 +44,11 @@ class _Reserve:
     periods: list[str]
     left: float
     until: float
+    day: int  # the UTC day it was made on (its periods are that day's)
+
+
+def _day(now: float) -> int:
+    return int(now // 86400)
 
 
 def _chunk(limit: int) -> int:
@@ -89,15 +94,15 @@ class Limiter:
         """One job against each of the key's job quotas: from this replica's reservation, or
         a new one charged atomically on the shared counters; :class:`errors.RateLimited` when
         a quota is used up. :meth:`give_back` if the job is not made after all."""
+        now = self.clock()
+        held = self._reserved.get(key.id)
+        if held is not None and held.left >= 1 and now < held.until and held.day == _day(now):
+            held.left -= 1  # the common case: periods change only when the day does
+            return
         quotas = [q for q in key.limits.quotas if q.meter is keys.Meter.JOBS]
         if not quotas:
             return
-        now = self.clock()
         periods = [_period(q, now) for q in quotas]
-        held = self._reserved.get(key.id)
-        if held is not None and held.periods == periods and held.left >= 1 and now < held.until:
-            held.left -= 1
-            return
         await self._release(key.id)
         size = float(min(_chunk(q.limit) for q in quotas))
         totals = await self.store.charge(key.id, periods, size)
@@ -108,7 +113,7 @@ class Limiter:
         if granted < 1:
             quota = quotas[room.index(min(room))]
             raise _over_quota(key, quota, now)
-        self._reserved[key.id] = _Reserve(periods, granted - 1, now + RESERVE_SECONDS)
+        self._reserved[key.id] = _Reserve(periods, granted - 1, now + RESERVE_SECONDS, _day(now))
 
     def give_back(self, key: keys.ApiKey) -> None:
         """A job :meth:`take_job` counted was not made: its place goes back to the reservation."""
@@ -118,9 +123,8 @@ class Limiter:
             quotas = [q for q in key.limits.quotas if q.meter is keys.Meter.JOBS]
             if not quotas:
                 return
-            held = self._reserved[key.id] = _Reserve(
-                [_period(q, now) for q in quotas], 0.0, now + RESERVE_SECONDS
-            )
+            periods = [_period(q, now) for q in quotas]
+            held = self._reserved[key.id] = _Reserve(periods, 0.0, now + RESERVE_SECONDS, _day(now))
         held.left += 1
 
     async def _release(self, key_id: str) -> None:
