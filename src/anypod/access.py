@@ -17,14 +17,13 @@ bootstrap keys and no key on record.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hmac
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
 
-from anypod import errors, keys, notifier
+from anypod import background, errors, keys, notifier
 from anypod.store import Store
 
 CREDENTIALS = "credentials"  # the notifier topic of a change to keys or tokens
@@ -313,11 +312,8 @@ class Credentials:
             self._task = asyncio.create_task(self._listen(self.wakeups))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await background.cancel(self._task)
+        self._task = None
 
     async def _listen(self, wakeups: notifier.Notifier) -> None:
         while not wakeups.closed:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 import orjson
 
-from anypod import errors
+from anypod import background, errors
 from anypod.store import Store
 from anypod.store.tenancy import AuditEntry
 
@@ -116,11 +116,8 @@ class AuditTrail:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await background.cancel(self._task)
+        self._task = None
         self._flush_failures()
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)

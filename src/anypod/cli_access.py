@@ -20,7 +20,7 @@ from anypod import settings as settings_module
 from anypod import store as stores
 from anypod.protocols import admin
 from anypod.store import Store
-from anypod.store.tenancy import AuditEntry, AuditQuery, UsageQuery
+from anypod.store.tenancy import AuditEntry, AuditQuery, UsageCounts, UsageQuery
 
 T = TypeVar("T")
 keys_app = typer.Typer(help="API keys: create, list, revoke, rotate.", no_args_is_help=True)
@@ -238,20 +238,7 @@ def revoke_token(
 
 # --- usage and audit ---------------------------------------------------------------------------
 
-USAGE_COLUMNS = (
-    "day",
-    "key",
-    "tenant",
-    "endpoint",
-    "submitted",
-    "completed",
-    "failed",
-    "cancelled",
-    "timed_out",
-    "execution_ms",
-    "bytes_in",
-    "bytes_out",
-)
+USAGE_COLUMNS = ("day", "key", "tenant", "endpoint", *UsageCounts.FIELDS)
 AUDIT_COLUMNS = ("seq", "at", "action", "actor", "tenant", "target", "source", "detail")
 
 

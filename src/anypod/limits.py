@@ -26,7 +26,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 
-from anypod import errors, keys
+from anypod import errors, jobs, keys
 from anypod.store import Store
 from anypod.store.tenancy import UsageCounts, day_of
 from anypod.usage import UsageMeter
@@ -143,6 +143,32 @@ class Limiter:
         for key_id in list(self._reserved):
             with contextlib.suppress(errors.AnypodError):
                 await self._release(key_id)
+
+    async def submit(self, new: jobs.NewJob, key: keys.ApiKey) -> jobs.Job:
+        """Make the job within the key's quotas (counted first, given back if no job is made)
+        and its cap on unfinished jobs (checked in the insert itself)."""
+        await self.check_time_quotas(key)
+        await self.take_job(key)
+        cap, job = key.limits.concurrency, None
+        try:
+            job = await (
+                self.store.submit(new) if cap is None else self.store.submit_capped(new, cap)
+            )
+        finally:
+            if job is None:
+                self.give_back(key)
+        if job is None:
+            raise over_concurrency(key)
+        return job
+
+    async def admit_retry(self, owner: keys.ApiKey) -> None:
+        """A retry within its owner's cap on unfinished jobs and quotas (counted: give it back
+        with :meth:`give_back` if the job cannot be retried after all)."""
+        cap = owner.limits.concurrency
+        if cap is not None and await self.store.open_jobs(owner.id) >= cap:
+            raise over_concurrency(owner)
+        await self.check_time_quotas(owner)
+        await self.take_job(owner)
 
     async def check_time_quotas(self, key: keys.ApiKey) -> None:
         """Before a job: refused once the key's execution seconds reach a quota. (They are

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from anypod import errors, jobs, keys, limits, notifier, types
+from anypod import errors, jobs, keys, notifier, types
 from anypod.access import EVERYONE, Credentials, Viewer
 from anypod.audit import AuditTrail
 from anypod.endpoints import Endpoint
@@ -142,26 +142,9 @@ class JobService:
         if key is None or key.limits == keys.NO_LIMITS:
             job = await self.store.submit(new)
         else:
-            job = await self._submit_limited(new, key)
+            job = await self.limiter.submit(new, key)
         self.usage.submitted(new.owner, endpoint, len(new.input))
         self.notifier.notify(notifier.queue_topic(endpoint))
-        return job
-
-    async def _submit_limited(self, new: jobs.NewJob, key: keys.ApiKey) -> jobs.Job:
-        """Within the key's quotas (counted before, given back if no job is made) and its cap
-        on unfinished jobs (checked in the insert itself)."""
-        await self.limiter.check_time_quotas(key)
-        await self.limiter.take_job(key)
-        cap, job = key.limits.concurrency, None
-        try:
-            job = await (
-                self.store.submit(new) if cap is None else self.store.submit_capped(new, cap)
-            )
-        finally:
-            if job is None:
-                self.limiter.give_back(key)
-        if job is None:
-            raise limits.over_concurrency(key)
         return job
 
     async def submit_and_wait(
@@ -245,7 +228,7 @@ class JobService:
         before = await self.get(endpoint, job_id, viewer)
         owner = await self.credentials.key_of(before.owner)
         if owner is not None:
-            await self._admit_retry(owner)
+            await self.limiter.admit_retry(owner)
         job = await self.store.retry(job_id, jobs.retry(self.clock()))
         if job is None:
             if owner is not None:
@@ -257,14 +240,6 @@ class JobService:
         self.usage.submitted(job.owner, endpoint, len(job.input))
         self.notifier.notify(notifier.queue_topic(endpoint))
         return job
-
-    async def _admit_retry(self, owner: keys.ApiKey) -> None:
-        """A retry within its owner's cap on unfinished jobs and quotas (counted)."""
-        cap = owner.limits.concurrency
-        if cap is not None and await self.store.open_jobs(owner.id) >= cap:
-            raise limits.over_concurrency(owner)
-        await self.limiter.check_time_quotas(owner)
-        await self.limiter.take_job(owner)
 
     async def purge_queue(self, endpoint: str, viewer: Viewer = EVERYONE) -> int:
         """Cancel the endpoint's queued jobs (the viewer's tenant's only, unless it sees all)."""

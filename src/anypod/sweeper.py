@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from anypod import errors
+from anypod import background, errors
 from anypod.service import JobService
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,8 @@ class Sweeper:
         self._task = asyncio.create_task(self._sweep_forever(), name="anypod-sweeper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await background.cancel(self._task)
+        self._task = None
 
     async def _sweep_forever(self) -> None:
         while True:

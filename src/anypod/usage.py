@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from anypod import errors, jobs
+from anypod import background, errors, jobs
 from anypod.store import Store
 from anypod.store.tenancy import FINAL_COLUMNS, UsageCounts, UsageKey, UsageRow, day_of
 
@@ -90,11 +90,8 @@ class UsageMeter:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await background.cancel(self._task)
+        self._task = None
         with contextlib.suppress(errors.AnypodError):
             await self.flush()
 
